@@ -1,0 +1,311 @@
+"""Narrow R4 models of the FHIR fields the rules read: the parse boundary.
+
+Why not the full ``fhir.resources`` models here? Rules read a handful of
+fields from hundreds of resources per request, and full validation of every
+element costs milliseconds we do not have in the clinician's click path.
+These models validate exactly what the rules rely on (types, required
+fields, date formats) and ignore the rest; the full R4B models from
+``fhir.resources`` are used where a whole resource must be valid, e.g. for
+resources our suggestions create.
+
+FHIR camelCase stays in JSON only: fields are snake_case with camelCase aliases.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "CarePlan",
+    "CodeableConcept",
+    "Coding",
+    "Condition",
+    "Device",
+    "Encounter",
+    "Extension",
+    "FhirDateTime",
+    "Flag",
+    "Goal",
+    "Identifier",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Observation",
+    "Patient",
+    "Period",
+    "Procedure",
+    "Quantity",
+    "Reference",
+    "Resource",
+    "ServiceRequest",
+    "Task",
+    "parse_fhir_datetime",
+]
+
+# FHIR R4 dateTime: a year, year-month, date, or date-time with a zone when there is a time.
+_DATETIME_RE = re.compile(
+    r"^(?P<y>\d{4})(-(?P<m>\d{2})(-(?P<d>\d{2})"
+    r"(T(?P<t>\d{2}:\d{2}(:\d{2}(\.\d+)?)?)(?P<tz>Z|[+-]\d{2}:\d{2}))?)?)?$"
+)
+
+
+def parse_fhir_datetime(value: str, *, local_zone: ZoneInfo) -> datetime:
+    """An aware datetime for a FHIR date or dateTime.
+
+    Partial dates (``2026``, ``2026-03``, ``2026-03-01``) mean the start of that
+    period in the trust's local time zone, which is how a ward reads them.
+    """
+    match = _DATETIME_RE.match(value)
+    if match is None:
+        raise ValueError(f"not a FHIR dateTime: {value!r}")
+    if match["t"] is None:
+        day = date(int(match["y"]), int(match["m"] or 1), int(match["d"] or 1))
+        return datetime.combine(day, time(0, 0), tzinfo=local_zone)
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _check_fhir_datetime(value: str | None) -> str | None:
+    if value is not None and _DATETIME_RE.match(value) is None:
+        raise ValueError(f"not a FHIR date or dateTime: {value!r}")
+    return value
+
+
+class FhirModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+
+FhirDateTime = Annotated[str, Field(min_length=4)]
+
+
+class Extension(FhirModel):
+    url: str
+    value_date_time: str | None = None
+    value_date: str | None = None
+    value_string: str | None = None
+    value_code: str | None = None
+    value_boolean: bool | None = None
+    value_reference: Reference | None = None
+
+    _check = field_validator("value_date_time", "value_date")(_check_fhir_datetime)
+
+
+class Coding(FhirModel):
+    system: str | None = None
+    code: str | None = None
+    display: str | None = None
+
+
+class CodeableConcept(FhirModel):
+    coding: list[Coding] = []
+    text: str | None = None
+
+
+class Reference(FhirModel):
+    reference: str | None = None
+    display: str | None = None
+    type: str | None = None
+
+    def target_id(self, resource_type: str) -> str | None:
+        """The id of a relative or absolute reference to ``resource_type``."""
+        if not self.reference:
+            return None
+        parts = self.reference.rstrip("/").split("/")
+        if len(parts) >= 2 and parts[-2] == resource_type:
+            return parts[-1]
+        if self.reference.startswith("urn:uuid:") and self.type == resource_type:
+            return self.reference
+        return None
+
+
+class Identifier(FhirModel):
+    system: str | None = None
+    value: str | None = None
+
+
+class Period(FhirModel):
+    start: str | None = None
+    end: str | None = None
+
+    _check = field_validator("start", "end")(_check_fhir_datetime)
+
+
+class Quantity(FhirModel):
+    value: Decimal | None = None
+    unit: str | None = None
+    system: str | None = None
+    code: str | None = None
+
+
+class Resource(FhirModel):
+    resource_type: str
+    id: str | None = None
+    extension: list[Extension] = []
+
+
+class Patient(Resource):
+    resource_type: Literal["Patient"]
+    gender: Literal["male", "female", "other", "unknown"] | None = None
+    birth_date: str | None = None
+    deceased_boolean: bool | None = None
+    deceased_date_time: str | None = None
+    identifier: list[Identifier] = []
+
+    _check = field_validator("birth_date", "deceased_date_time")(_check_fhir_datetime)
+
+
+class Encounter(Resource):
+    resource_type: Literal["Encounter"]
+    status: str
+    class_: Coding | None = Field(default=None, alias="class")
+    subject: Reference | None = None
+    period: Period | None = None
+    service_provider: Reference | None = None
+    location: list[dict[str, Any]] = []
+
+
+class CarePlan(Resource):
+    resource_type: Literal["CarePlan"]
+    status: str
+    intent: str
+    category: list[CodeableConcept] = []
+    subject: Reference
+    encounter: Reference | None = None
+    period: Period | None = None
+    title: str | None = None
+    care_team: list[Reference] = []
+    contributor: list[Reference] = []
+
+
+class Goal(Resource):
+    resource_type: Literal["Goal"]
+    lifecycle_status: str
+    description: CodeableConcept
+    subject: Reference
+    expressed_by: Reference | None = None
+    category: list[CodeableConcept] = []
+
+
+class Condition(Resource):
+    resource_type: Literal["Condition"]
+    clinical_status: CodeableConcept | None = None
+    verification_status: CodeableConcept | None = None
+    category: list[CodeableConcept] = []
+    code: CodeableConcept | None = None
+    subject: Reference
+    onset_date_time: str | None = None
+    recorded_date: str | None = None
+    abatement_date_time: str | None = None
+
+
+class Procedure(Resource):
+    resource_type: Literal["Procedure"]
+    status: str
+    code: CodeableConcept | None = None
+    subject: Reference
+    performed_date_time: str | None = None
+    performed_period: Period | None = None
+    reason_code: list[CodeableConcept] = []
+
+    _check = field_validator("performed_date_time")(_check_fhir_datetime)
+
+
+class MedicationRequest(Resource):
+    resource_type: Literal["MedicationRequest"]
+    status: str
+    intent: str
+    medication_codeable_concept: CodeableConcept | None = None
+    medication_reference: Reference | None = None
+    subject: Reference
+    authored_on: str | None = None
+    group_identifier: Identifier | None = None
+    dosage_instruction: list[dict[str, Any]] = []
+
+    _check = field_validator("authored_on")(_check_fhir_datetime)
+
+
+class MedicationStatement(Resource):
+    resource_type: Literal["MedicationStatement"]
+    status: str
+    medication_codeable_concept: CodeableConcept | None = None
+    subject: Reference
+    effective_date_time: str | None = None
+    effective_period: Period | None = None
+
+
+class Device(Resource):
+    resource_type: Literal["Device"]
+    status: str | None = None
+    type: CodeableConcept | None = None
+    patient: Reference | None = None
+
+
+class ObservationComponent(FhirModel):
+    code: CodeableConcept
+    value_quantity: Quantity | None = None
+    value_codeable_concept: CodeableConcept | None = None
+
+
+class Observation(Resource):
+    resource_type: Literal["Observation"]
+    status: str
+    category: list[CodeableConcept] = []
+    code: CodeableConcept
+    subject: Reference | None = None
+    effective_date_time: str | None = None
+    issued: str | None = None
+    value_quantity: Quantity | None = None
+    value_codeable_concept: CodeableConcept | None = None
+    value_string: str | None = None
+    value_boolean: bool | None = None
+    performer: list[Reference] = []
+    component: list[ObservationComponent] = []
+    note: list[dict[str, Any]] = []
+
+    _check = field_validator("effective_date_time", "issued")(_check_fhir_datetime)
+
+
+class Flag(Resource):
+    resource_type: Literal["Flag"]
+    status: str
+    category: list[CodeableConcept] = []
+    code: CodeableConcept
+    subject: Reference
+    period: Period | None = None
+
+
+class ServiceRequest(Resource):
+    resource_type: Literal["ServiceRequest"]
+    status: str
+    intent: str
+    code: CodeableConcept | None = None
+    subject: Reference
+    performer: list[Reference] = []
+
+
+class Task(Resource):
+    resource_type: Literal["Task"]
+    status: str
+    intent: str
+    code: CodeableConcept | None = None
+    focus: Reference | None = None
+    for_: Reference | None = Field(default=None, alias="for")
+    authored_on: str | None = None
+    priority: str | None = None
+    owner: Reference | None = None
+
+
+Extension.model_rebuild()
+
+
+def now_utc() -> datetime:
+    """The wall clock, for the edges of the system only (rules receive ``now``)."""
+    return datetime.now(UTC)
