@@ -1,0 +1,236 @@
+"""The ``fhir-safety`` command line.
+
+Exit codes: 0 done (no critical card); 1 ``check`` returned a critical card;
+2 bad input or usage; 3 required data unavailable (412); 4 configuration or
+server error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+from fhir_safety import __version__
+from fhir_safety.cds.catalogue import CATALOGUE
+from fhir_safety.cds.models import CdsRequest, DiscoveryResponse, dump
+from fhir_safety.config import Settings, load_settings
+from fhir_safety.errors import (
+    DataUnavailableError,
+    FhirSafetyError,
+    RequestError,
+)
+from fhir_safety.fhir.resources import now_utc
+from fhir_safety.observability import Metrics
+from fhir_safety.services.evaluate import Evaluation, HookEvaluator
+from fhir_safety.services.feedback_store import open_feedback_store
+from fhir_safety.terminology import Terminology
+
+__all__ = ["main"]
+
+EXIT_CRITICAL, EXIT_INPUT, EXIT_UNAVAILABLE, EXIT_ERROR = 1, 2, 3, 4
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config, **_overrides(args))
+        result: int = args.handler(args, settings)
+        return result
+    except DataUnavailableError as exc:
+        _error(f"required data unavailable: {exc.message}")
+        return EXIT_UNAVAILABLE
+    except RequestError as exc:
+        _error(exc.message)
+        return EXIT_INPUT
+    except FhirSafetyError as exc:
+        _error(exc.message)
+        return EXIT_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fhir-safety", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fhir-safety {__version__}")
+    parser.add_argument("--config", type=Path, help="TOML settings file (FHIR_SAFETY_* env wins)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the CDS Hooks service")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000)")
+    serve.add_argument("--fhir-server", help="default FHIR server for requests that name none")
+    serve.add_argument(
+        "--allow-insecure-bind",
+        action="store_true",
+        default=None,
+        help="allow a non-loopback address with no JWT issuer configured",
+    )
+    serve.set_defaults(handler=_serve)
+
+    services = commands.add_parser("services", help="print the discovery document")
+    services.set_defaults(handler=_services)
+
+    check = commands.add_parser("check", help="evaluate a hook request offline")
+    check.add_argument("request", type=Path, help="a CDS Hooks request (JSON file)")
+    check.add_argument("--service", help="service id (default: every service for the hook)")
+    check.add_argument("--fhir-server", help="FHIR server for data the request does not carry")
+    check.add_argument("--now", help="evaluate as of this ISO 8601 time (default: now)")
+    check.add_argument("--json", action="store_true", help="print the CDS Hooks responses as JSON")
+    check.set_defaults(handler=_check)
+
+    summary = commands.add_parser("feedback-summary", help="alert fatigue per service and rule")
+    summary.add_argument("--database-url", help="feedback store (default from settings)")
+    summary.add_argument("--json", action="store_true")
+    summary.set_defaults(handler=_feedback_summary)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    names = {
+        "host": "host",
+        "port": "port",
+        "fhir_server": "fhir_server_url",
+        "allow_insecure_bind": "allow_insecure_bind",
+        "database_url": "feedback_database_url",
+    }
+    return {
+        setting: getattr(args, arg)
+        for arg, setting in names.items()
+        if getattr(args, arg, None) is not None
+    }
+
+
+def _serve(_: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from fhir_safety.api.app import create_app
+    from fhir_safety.observability import configure_logging
+
+    settings.check_bind()
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        create_app(settings), host=settings.host, port=settings.port, log_config=None
+    )
+    return 0
+
+
+def _services(_: argparse.Namespace, __: Settings) -> int:
+    discovery = DiscoveryResponse(services=[s.descriptor() for s in CATALOGUE.services])
+    print(json.dumps(dump(discovery), indent=2))  # noqa: T201
+    return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    request = _read_request(args.request)
+    now = _parse_now(args.now)
+    evaluations = asyncio.run(_evaluate_all(request, settings, args.service, now))
+    if args.json:
+        payload = {e.service.id: dump(e.response) for e in evaluations}
+        print(json.dumps(payload, indent=2))  # noqa: T201
+    else:
+        _print_cards(evaluations)
+    critical = any(c.card.indicator == "critical" for e in evaluations for c in e.cards)
+    return EXIT_CRITICAL if critical else 0
+
+
+def _read_request(path: Path) -> CdsRequest:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RequestError(f"cannot read {path}: {exc}") from exc
+    try:
+        return CdsRequest.model_validate(data)
+    except ValueError as exc:
+        raise RequestError(f"{path} is not a CDS Hooks request: {exc}") from exc
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return now_utc()
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise RequestError(f"--now must be an ISO 8601 date-time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise RequestError("--now needs a time zone, e.g. 2026-11-26T09:00:00Z")
+    return parsed
+
+
+async def _evaluate_all(
+    request: CdsRequest, settings: Settings, service_id: str | None, now: datetime
+) -> list[Evaluation]:
+    services = [
+        s
+        for s in CATALOGUE.services
+        if s.hook == request.hook and (service_id is None or s.id == service_id)
+    ]
+    if not services:
+        raise RequestError(f"no service answers {request.hook!r}" + (f" as {service_id!r}" if service_id else ""))
+    async with httpx.AsyncClient(timeout=settings.request_deadline_seconds) as http:
+        evaluator = HookEvaluator(
+            catalogue=CATALOGUE,
+            settings=settings,
+            http=http,
+            terminology=Terminology.load(settings.terminology_dir),
+            metrics=Metrics(),
+            clock=lambda: now,
+        )
+        return [await evaluator.evaluate(s.id, request) for s in services]
+
+
+def _print_cards(evaluations: Sequence[Evaluation]) -> None:
+    table = Table(title="fhir-safety cards", show_lines=True)
+    for column in ("service", "indicator", "summary", "suggestions"):
+        table.add_column(column)
+    for evaluation in evaluations:
+        for item in evaluation.cards:
+            card = item.card
+            labels = ", ".join(s.label for s in card.suggestions or [])
+            table.add_row(evaluation.service.id, card.indicator, card.summary, labels or "-")
+    console = Console()
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print("no cards")
+
+
+def _feedback_summary(args: argparse.Namespace, settings: Settings) -> int:
+    store = open_feedback_store(settings.feedback_database_url, timezone=settings.timezone)
+    try:
+        rows = store.summary()
+    finally:
+        store.close()
+    if args.json:
+        from fhir_safety.api.routes.feedback import summary_row
+
+        print(json.dumps({"rules": [summary_row(r) for r in rows]}, indent=2))  # noqa: T201
+        return 0
+    table = Table(title="Feedback per service and rule")
+    for column in ("service", "rule", "shown", "accepted", "overridden", "no feedback", "top override reasons"):
+        table.add_column(column)
+    for row in rows:
+        reasons = ", ".join(f"{code} ({n})" for code, n in row.override_reasons[:3])
+        table.add_row(
+            row.service_id, row.rule_id, str(row.shown), str(row.accepted),
+            str(row.overridden), str(row.no_feedback), reasons or "-",
+        )
+    Console().print(table)
+    return 0
+
+
+def _error(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

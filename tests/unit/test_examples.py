@@ -1,0 +1,75 @@
+"""The examples give the documented cards, through HTTP and through ``fhir-safety check``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_safety.cli import EXIT_CRITICAL, EXIT_UNAVAILABLE, main
+from tests.conftest import EXAMPLES, load_example
+
+EXPECTED = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))
+CASES = sorted(EXPECTED["examples"].items())
+
+
+def simplify(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "indicator": card["indicator"],
+            "summary": card["summary"],
+            "suggestions": [s["label"] for s in card.get("suggestions", [])],
+        }
+        for card in cards
+    ]
+
+
+@pytest.mark.parametrize(("name", "expected"), CASES, ids=[name for name, _ in CASES])
+def test_example_over_http(client: TestClient, name: str, expected: dict[str, Any]) -> None:
+    response = client.post(f"/cds-services/{expected['service']}", json=load_example(name))
+    assert response.status_code == 200
+    assert simplify(response.json()["cards"]) == expected["cards"]
+
+
+@pytest.mark.parametrize(("name", "expected"), CASES, ids=[name for name, _ in CASES])
+def test_example_through_cli_check(
+    name: str, expected: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FHIR_SAFETY_FEEDBACK_DATABASE_URL", f"sqlite:///{tmp_path / 'f.sqlite3'}")
+    code = main(["check", str(EXAMPLES / name), "--service", expected["service"],
+                 "--now", EXPECTED["now"], "--json"])
+    output = json.loads(capsys.readouterr().out)
+    assert simplify(output[expected["service"]]["cards"]) == expected["cards"]
+    critical = any(c["indicator"] == "critical" for c in expected["cards"])
+    assert code == (EXIT_CRITICAL if critical else 0)
+
+
+def test_cli_check_table_output(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["check", str(EXAMPLES / "long-stay/patient-view-super-stranded-no-plan.json"),
+          "--now", EXPECTED["now"]])
+    out = capsys.readouterr().out
+    assert "super-stranded" in out and "warning" in out
+
+
+def test_cli_check_without_data_exits_unavailable(tmp_path: Path) -> None:
+    request = load_example("long-stay/patient-view-no-prefetch.json")
+    request.pop("fhirServer")
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(request))
+    assert main(["check", str(path), "--now", EXPECTED["now"]]) == EXIT_UNAVAILABLE
+
+
+def test_cli_check_rejects_a_non_request(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text('{"hook": "patient-view"}')
+    assert main(["check", str(path)]) == 2
+
+
+def test_cli_services_prints_discovery(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["services"]) == 0
+    services = json.loads(capsys.readouterr().out)["services"]
+    assert {s["id"] for s in services} >= {"long-stay"}
