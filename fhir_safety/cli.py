@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,12 +22,13 @@ from rich.table import Table
 from fhir_safety import __version__
 from fhir_safety.cds.catalogue import CATALOGUE
 from fhir_safety.cds.models import CdsRequest, DiscoveryResponse, dump
-from fhir_safety.config import Settings, load_settings
+from fhir_safety.config import REPO_ROOT, Settings, load_settings
 from fhir_safety.errors import (
     DataUnavailableError,
     FhirSafetyError,
     RequestError,
 )
+from fhir_safety.fhir.client import FhirClient
 from fhir_safety.fhir.resources import now_utc
 from fhir_safety.observability import Metrics
 from fhir_safety.services.evaluate import Evaluation, HookEvaluator
@@ -87,6 +87,25 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the CDS Hooks responses as JSON")
     check.set_defaults(handler=_check)
 
+    load = commands.add_parser("load", help="upload profiles, terminology and demo data")
+    load.add_argument(
+        "--fhir-server", required=True, help="FHIR base URL, e.g. http://localhost:8080/fhir"
+    )
+    load.add_argument("--no-examples", action="store_true", help="conformance resources only")
+    load.set_defaults(handler=_load)
+
+    subscribe = commands.add_parser("subscribe", help="register a rest-hook Subscription")
+    subscribe.add_argument("--fhir-server", required=True, help="FHIR base URL")
+    subscribe.add_argument("--criteria", required=True, help="e.g. 'Observation?code=...'")
+    subscribe.add_argument(
+        "--endpoint",
+        required=True,
+        help="this service's receiver, e.g. http://host:8000/subscriptions/notify",
+    )
+    subscribe.add_argument("--secret", help="shared secret (default: subscription_secret setting)")
+    subscribe.add_argument("--wait", type=float, default=60.0, help="seconds to wait for 'active'")
+    subscribe.set_defaults(handler=_subscribe)
+
     summary = commands.add_parser("feedback-summary", help="alert fatigue per service and rule")
     summary.add_argument("--database-url", help="feedback store (default from settings)")
     summary.add_argument("--json", action="store_true")
@@ -117,9 +136,7 @@ def _serve(_: argparse.Namespace, settings: Settings) -> int:
 
     settings.check_bind()
     configure_logging(settings.log_level)
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None
-    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     return 0
 
 
@@ -174,7 +191,9 @@ async def _evaluate_all(
         if s.hook == request.hook and (service_id is None or s.id == service_id)
     ]
     if not services:
-        raise RequestError(f"no service answers {request.hook!r}" + (f" as {service_id!r}" if service_id else ""))
+        raise RequestError(
+            f"no service answers {request.hook!r}" + (f" as {service_id!r}" if service_id else "")
+        )
     async with httpx.AsyncClient(timeout=settings.request_deadline_seconds) as http:
         evaluator = HookEvaluator(
             catalogue=CATALOGUE,
@@ -203,6 +222,44 @@ def _print_cards(evaluations: Sequence[Evaluation]) -> None:
         console.print("no cards")
 
 
+def _load(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.progress import Progress
+
+    from fhir_safety.services.loader import collect_load_items, load_items
+
+    items = collect_load_items(REPO_ROOT, with_examples=not args.no_examples)
+
+    async def run(progress: Progress) -> int:
+        task = progress.add_task(f"loading into {args.fhir_server}", total=len(items))
+        async with httpx.AsyncClient(timeout=60.0) as http:
+            client = FhirClient(http, args.fhir_server, access_token=settings.fhir_server_token)
+            return await load_items(client, items, on_progress=lambda n: progress.advance(task, n))
+
+    with Progress(console=Console(stderr=True)) as progress:
+        loaded = asyncio.run(run(progress))
+    print(f"loaded {loaded} resources into {args.fhir_server}")  # noqa: T201
+    return 0
+
+
+def _subscribe(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_safety.services.subscriptions import register_subscription
+
+    secret = args.secret or settings.subscription_secret
+    if not secret:
+        raise RequestError("a shared secret is needed: --secret or FHIR_SAFETY_SUBSCRIPTION_SECRET")
+
+    async def run() -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=30.0) as http:
+            client = FhirClient(http, args.fhir_server, access_token=settings.fhir_server_token)
+            return await register_subscription(
+                client, args.criteria, args.endpoint, secret, wait_seconds=args.wait
+            )
+
+    subscription = asyncio.run(run())
+    print(f"Subscription/{subscription['id']} is active")  # noqa: T201
+    return 0
+
+
 def _feedback_summary(args: argparse.Namespace, settings: Settings) -> int:
     store = open_feedback_store(settings.feedback_database_url, timezone=settings.timezone)
     try:
@@ -215,13 +272,26 @@ def _feedback_summary(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps({"rules": [summary_row(r) for r in rows]}, indent=2))  # noqa: T201
         return 0
     table = Table(title="Feedback per service and rule")
-    for column in ("service", "rule", "shown", "accepted", "overridden", "no feedback", "top override reasons"):
+    for column in (
+        "service",
+        "rule",
+        "shown",
+        "accepted",
+        "overridden",
+        "no feedback",
+        "top override reasons",
+    ):
         table.add_column(column)
     for row in rows:
         reasons = ", ".join(f"{code} ({n})" for code, n in row.override_reasons[:3])
         table.add_row(
-            row.service_id, row.rule_id, str(row.shown), str(row.accepted),
-            str(row.overridden), str(row.no_feedback), reasons or "-",
+            row.service_id,
+            row.rule_id,
+            str(row.shown),
+            str(row.accepted),
+            str(row.overridden),
+            str(row.no_feedback),
+            reasons or "-",
         )
     Console().print(table)
     return 0
@@ -233,4 +303,3 @@ def _error(message: str) -> None:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

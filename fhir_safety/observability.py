@@ -42,6 +42,12 @@ class Metrics:
             ["service", "key", "outcome"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "fhir_safety_subscription_notifications",
+            "FHIR Subscription notifications received, by resource type",
+            ["resource_type"],
+            registry=self.registry,
+        )
         self.feedback = Counter(
             "fhir_safety_feedback",
             "Feedback entries received, by service and outcome",

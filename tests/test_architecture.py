@@ -8,13 +8,29 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "fhir_safety"
-IMPURE = ("httpx", "fastapi", "starlette", "sqlite3", "psycopg", "requests", "socket",
-          "fhir_safety.api", "fhir_safety.services", "fhir_safety.fhir.client", "fhir_safety.cds")
+IMPURE = (
+    "httpx",
+    "fastapi",
+    "starlette",
+    "sqlite3",
+    "psycopg",
+    "requests",
+    "socket",
+    "fhir_safety.api",
+    "fhir_safety.services",
+    "fhir_safety.fhir.client",
+    "fhir_safety.cds",
+)
 
 
 def imported_modules(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+    names = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    ]
     names += [node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
     return names
 
@@ -49,4 +65,10 @@ def test_http_statuses_are_decided_in_one_place() -> None:
 
 def test_cds_layer_does_no_io() -> None:
     for path in (PACKAGE / "cds").glob("*.py"):
-        assert [m for m in imported_modules(path) if m.startswith(("httpx", "sqlite3", "psycopg", "fhir_safety.services", "fhir_safety.api"))] == [], path
+        assert [
+            m
+            for m in imported_modules(path)
+            if m.startswith(
+                ("httpx", "sqlite3", "psycopg", "fhir_safety.services", "fhir_safety.api")
+            )
+        ] == [], path

@@ -14,14 +14,15 @@ from fastapi.middleware.cors import CORSMiddleware
 from fhir_safety import __version__
 from fhir_safety.api.app_state import AppState
 from fhir_safety.api.errors import install_error_handlers
-from fhir_safety.api.routes import discovery, feedback, hooks, operations
-from fhir_safety.cds.catalogue import CATALOGUE, Catalogue
+from fhir_safety.api.routes import discovery, feedback, hooks, operations, subscriptions
+from fhir_safety.cds.catalogue import CATALOGUE
 from fhir_safety.config import Settings
 from fhir_safety.fhir.resources import now_utc
 from fhir_safety.observability import Metrics
 from fhir_safety.services.auth import InMemoryReplayCache, JwtVerifier
 from fhir_safety.services.evaluate import HookEvaluator
 from fhir_safety.services.feedback_store import FeedbackStore, open_feedback_store
+from fhir_safety.services.subscriptions import NotificationReceiver
 from fhir_safety.terminology import Terminology
 
 __all__ = ["create_app"]
@@ -67,7 +68,13 @@ def create_app(
         allow_headers=settings.cors_allow_headers,
     )
     install_error_handlers(app)
-    for router in (discovery.router, hooks.router, feedback.router, operations.router):
+    for router in (
+        discovery.router,
+        hooks.router,
+        feedback.router,
+        subscriptions.router,
+        operations.router,
+    ):
         app.include_router(router)
     app.state.metrics = metrics
     return app
@@ -86,7 +93,7 @@ def _build_state(
         verifier = JwtVerifier(
             settings.issuers,
             http,
-            InMemoryReplayCache(),
+            InMemoryReplayCache(clock=clock),
             clock=clock,
             clock_skew_seconds=settings.jwt_clock_skew_seconds,
             max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
@@ -100,7 +107,8 @@ def _build_state(
         metrics=metrics,
         clock=clock,
     )
-    return AppState(settings, CATALOGUE, metrics, http, verifier, store, evaluator, clock)
+    receiver = NotificationReceiver(settings.subscription_secret)
+    return AppState(settings, CATALOGUE, metrics, http, verifier, store, evaluator, clock, receiver)
 
 
 def _warn_if_open(settings: Settings) -> None:

@@ -14,6 +14,7 @@ from fhir_safety.observability import Metrics
 from fhir_safety.services.auth import JwtVerifier
 from fhir_safety.services.evaluate import HookEvaluator
 from fhir_safety.services.feedback_store import FeedbackStore
+from fhir_safety.services.subscriptions import NotificationReceiver
 
 __all__ = ["AppState"]
 
@@ -30,3 +31,4 @@ class AppState:
     store: FeedbackStore
     evaluator: HookEvaluator
     clock: Callable[[], datetime]
+    receiver: NotificationReceiver

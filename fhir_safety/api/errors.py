@@ -37,7 +37,9 @@ _STATUS: tuple[tuple[type[errors.FhirSafetyError], int, str], ...] = (
 )
 
 
-def operation_outcome(code: str, diagnostics: str | None, location: str | None = None) -> dict[str, Any]:
+def operation_outcome(
+    code: str, diagnostics: str | None, location: str | None = None
+) -> dict[str, Any]:
     issue: dict[str, Any] = {"severity": "error", "code": code}
     if diagnostics:
         issue["diagnostics"] = diagnostics
@@ -58,9 +60,14 @@ async def _handle_fhir_safety_error(request: Request, error: Exception) -> JSONR
     status, code = _status_for(error)
     if status == 401:
         log.warning("authentication refused", extra={"fields": {"reason": error.message}})
-        return JSONResponse(operation_outcome(code, None), status_code=401)
+        # RFC 6750 §3: a 401 names the scheme; CDS Hooks: and nothing more.
+        return JSONResponse(
+            operation_outcome(code, None), status_code=401, headers={"WWW-Authenticate": "Bearer"}
+        )
     level = logging.ERROR if status >= 500 else logging.INFO
-    log.log(level, "request refused", extra={"fields": {"status": status, "path": request.url.path}})
+    log.log(
+        level, "request refused", extra={"fields": {"status": status, "path": request.url.path}}
+    )
     body = operation_outcome(code, error.message, error.location)
     return JSONResponse(body, status_code=status, media_type="application/fhir+json")
 
@@ -84,7 +91,7 @@ async def _handle_validation_error(_: Request, error: Exception) -> JSONResponse
     )
 
 
-async def _handle_unexpected(request: Request, error: Exception) -> JSONResponse:
+async def _handle_unexpected(request: Request, _: Exception) -> JSONResponse:
     log.exception("unexpected error", extra={"fields": {"path": request.url.path}})
     return JSONResponse(operation_outcome("exception", "internal error"), status_code=500)
 

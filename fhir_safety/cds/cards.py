@@ -74,7 +74,9 @@ def to_action(action: Action) -> models.Action:
 
 def _override_reason(code: str) -> models.Coding:
     # KeyError here is a programming error caught by the card tests, never user input.
-    return models.Coding(system=NON_ADHERENCE_SYSTEM, code=code, display=OVERRIDE_REASON_DISPLAYS[code])
+    return models.Coding(
+        system=NON_ADHERENCE_SYSTEM, code=code, display=OVERRIDE_REASON_DISPLAYS[code]
+    )
 
 
 def _to_link(link: CardLink) -> models.Link:

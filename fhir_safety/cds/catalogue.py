@@ -1,57 +1,30 @@
-"""The CDS services fhir-safety offers: hook, texts, prefetch templates, rules.
+"""The CDS services fhir-safety offers, gathered from ``cds/definitions/``.
 
-This is the only place rules are bound to hooks. A service id may be offered
-on several hooks (CDS Hooks 2.0 allows the same id under different hooks);
-a call is routed by (id, hook).
+``cds/definitions/<domain>.py`` binds rules to hooks (texts, prefetch templates);
+this module checks every template against the restricted query subset at import
+and routes a call by (id, hook). A service id may be offered on several hooks
+(CDS Hooks 2.0 allows the same id under different hooks).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from fhir_safety import __version__
+from fhir_safety.cds.definitions import long_stay
 from fhir_safety.cds.hooks import hook_spec
-from fhir_safety.cds.models import ServiceDescriptor
-from fhir_safety.cds.prefetch import PrefetchTemplate, check_template
-from fhir_safety.domain import Finding
+from fhir_safety.cds.prefetch import check_template
+from fhir_safety.cds.service import ServiceDefinition
 from fhir_safety.errors import HookMismatchError, UnknownServiceError
-from fhir_safety.record import PatientRecord, RuleEnvironment
-from fhir_safety.rules import length_of_stay
 
 __all__ = ["CATALOGUE", "Catalogue", "ServiceDefinition"]
-
-RuleFunction = Callable[[PatientRecord, RuleEnvironment], list[Finding]]
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceDefinition:
-    id: str
-    hook: str
-    title: str
-    description: str
-    usage_requirements: str
-    prefetch: tuple[PrefetchTemplate, ...]
-    rules: RuleFunction
-    version: str = __version__
-
-    def descriptor(self) -> ServiceDescriptor:
-        return ServiceDescriptor(
-            hook=self.hook,
-            title=self.title,
-            description=self.description,
-            id=self.id,
-            prefetch={t.key: t.query for t in self.prefetch} or None,
-            usage_requirements=self.usage_requirements,
-            version=self.version,
-        )
 
 
 class Catalogue:
     def __init__(self, services: Sequence[ServiceDefinition]) -> None:
         self._by_id: dict[str, dict[str, ServiceDefinition]] = {}
         for service in services:
-            problems = [p for t in service.prefetch for p in check_template(hook_spec(service.hook), t)]
+            spec = hook_spec(service.hook)
+            problems = [p for t in service.prefetch for p in check_template(spec, t)]
             if problems:
                 raise ValueError(f"service {service.id}: {'; '.join(problems)}")
             self._by_id.setdefault(service.id, {})[service.hook] = service
@@ -73,46 +46,4 @@ class Catalogue:
         return service_id in self._by_id
 
 
-def _long_stay(record: PatientRecord, env: RuleEnvironment) -> list[Finding]:
-    return length_of_stay.evaluate(record, env.settings.long_stay, env.terminology)
-
-
-_LONG_STAY_PREFETCH = (
-    PrefetchTemplate("encounters", "Encounter?patient={{context.patientId}}&status=in-progress"),
-    PrefetchTemplate("carePlans", "CarePlan?patient={{context.patientId}}", required=False),
-    PrefetchTemplate("goals", "Goal?patient={{context.patientId}}", required=False),
-)
-_LONG_STAY_USAGE = (
-    "Needs read access to the patient's Encounter, CarePlan and Goal resources "
-    "(prefetch or the FHIR server). Counts days on the trust's local calendar."
-)
-
-SERVICES: tuple[ServiceDefinition, ...] = (
-    ServiceDefinition(
-        id="long-stay",
-        hook="patient-view",
-        title="Long hospital stay (stranded / super-stranded)",
-        description=(
-            "Warns when an inpatient has been in hospital 7+ days (stranded) or 21+ days "
-            "(super-stranded) without an expected discharge date or a discharge plan shared "
-            "with the patient, and offers to start one."
-        ),
-        usage_requirements=_LONG_STAY_USAGE,
-        prefetch=_LONG_STAY_PREFETCH,
-        rules=_long_stay,
-    ),
-    ServiceDefinition(
-        id="long-stay",
-        hook="encounter-discharge",
-        title="Long hospital stay at discharge",
-        description=(
-            "At discharge of a long stay (7+ days), checks that a discharge plan exists and "
-            "was shared with the patient."
-        ),
-        usage_requirements=_LONG_STAY_USAGE,
-        prefetch=_LONG_STAY_PREFETCH,
-        rules=_long_stay,
-    ),
-)
-
-CATALOGUE = Catalogue(SERVICES)
+CATALOGUE = Catalogue(long_stay.SERVICES)

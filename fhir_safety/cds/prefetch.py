@@ -111,7 +111,9 @@ def _token_value(token: str, context: Mapping[str, Any]) -> str | None:
     if token in _USER_TOKENS:
         user = context.get("userId")
         prefix = f"{_USER_TOKENS[token]}/"
-        return user.removeprefix(prefix) if isinstance(user, str) and user.startswith(prefix) else None
+        return (
+            user.removeprefix(prefix) if isinstance(user, str) and user.startswith(prefix) else None
+        )
     value = context.get(token.removeprefix("context."))
     if isinstance(value, list):  # e.g. dispatchedOrders: a comma list of references
         return ",".join(str(item) for item in value) or None

@@ -84,15 +84,23 @@ class FhirClient:
         return _decode(body, url)
 
     async def post(self, path: str, resource: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}/{path}"
+        """POST a resource (``path`` "" posts to the base: a transaction or batch)."""
+        return await self._send("POST", f"{self.base_url}/{path}".rstrip("/"), resource)
+
+    async def put(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Create or update a resource at its own id (idempotent)."""
+        url = f"{self.base_url}/{resource['resourceType']}/{resource['id']}"
+        return await self._send("PUT", url, resource)
+
+    async def _send(self, method: str, url: str, resource: dict[str, Any]) -> dict[str, Any]:
         headers = {**self._headers, "Content-Type": "application/fhir+json"}
         try:
-            response = await self._http.post(url, json=resource, headers=headers)
+            response = await self._http.request(method, url, json=resource, headers=headers)
         except httpx.TimeoutException as exc:
-            raise FhirUnavailableError(f"POST {path}: timed out") from exc
+            raise FhirUnavailableError(f"{method} {url}: timed out") from exc
         except httpx.HTTPError as exc:
-            raise FhirUnavailableError(f"POST {path}: {type(exc).__name__}") from exc
-        _raise_for_status(response.status_code, path)
+            raise FhirUnavailableError(f"{method} {url}: {type(exc).__name__}") from exc
+        _raise_for_status(response.status_code, url, _diagnostics(response.content))
         return _decode(response.content, url)
 
     def _within_base(self, url: str) -> str:
@@ -124,13 +132,26 @@ class FhirClient:
         return b"".join(chunks)
 
 
-def _raise_for_status(status: int, url: str) -> None:
+def _raise_for_status(status: int, url: str, diagnostics: str = "") -> None:
+    detail = f": {diagnostics}" if diagnostics else ""
     if status == 404:
-        raise FhirNotFoundError(f"{url}: 404 not found")
+        raise FhirNotFoundError(f"{url}: 404 not found{detail}")
     if status >= 500 or status == 429:
-        raise FhirUnavailableError(f"{url}: server answered {status}")
+        raise FhirUnavailableError(f"{url}: server answered {status}{detail}")
     if status >= 400:
-        raise FhirError(f"{url}: server answered {status}")
+        raise FhirError(f"{url}: server answered {status}{detail}")
+
+
+def _diagnostics(body: bytes) -> str:
+    """The error text of an OperationOutcome body, if that is what the server sent."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return ""
+    if not isinstance(data, dict) or data.get("resourceType") != "OperationOutcome":
+        return ""
+    issues = [i for i in data.get("issue") or [] if isinstance(i, dict)]
+    return "; ".join(str(i.get("diagnostics") or i.get("code")) for i in issues)[:2000]
 
 
 def _decode(body: bytes, url: str) -> dict[str, Any]:

@@ -55,7 +55,9 @@ SOURCE_URL = (
 # HL7 v3 ActCode inpatient encounter classes (R4 Encounter.class, v3-ActEncounterCode).
 INPATIENT_CLASSES = frozenset({"IMP", "ACUTE", "NONAC"})
 # R5 Encounter.plannedEndDate as an R4 cross-version extension [S42] (UNVERIFIED URL).
-PLANNED_END_DATE_URL = "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate"
+PLANNED_END_DATE_URL = (
+    "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate"
+)
 DISCHARGE_PLAN_VALUE_SET = "discharge-care-plan-category"
 WHAT_MATTERS_SYSTEM = f"{PROJECT_CANONICAL}/CodeSystem/what-matters-to-me"
 DISCHARGE_PLAN_SYSTEM = f"{PROJECT_CANONICAL}/CodeSystem/care-plan-category"
@@ -99,7 +101,9 @@ def evaluate(
 def _inpatient_stays(record: PatientRecord) -> list[Encounter]:
     """In-progress inpatient encounters; only the context encounter when one is given."""
     # At discharge the EHR may already have finished the encounter it names.
-    statuses = {"in-progress", "finished"} if record.hook == "encounter-discharge" else {"in-progress"}
+    statuses = (
+        {"in-progress", "finished"} if record.hook == "encounter-discharge" else {"in-progress"}
+    )
     stays = [
         e
         for e in record.of_type(Encounter)

@@ -133,4 +133,3 @@ def issued_cards(evaluation: Evaluation, issued_at: datetime) -> list[IssuedCard
         )
         for item in evaluation.cards
     ]
-

@@ -36,12 +36,24 @@ def test_example_over_http(client: TestClient, name: str, expected: dict[str, An
 
 @pytest.mark.parametrize(("name", "expected"), CASES, ids=[name for name, _ in CASES])
 def test_example_through_cli_check(
-    name: str, expected: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    name: str,
+    expected: dict[str, Any],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FHIR_SAFETY_FEEDBACK_DATABASE_URL", f"sqlite:///{tmp_path / 'f.sqlite3'}")
-    code = main(["check", str(EXAMPLES / name), "--service", expected["service"],
-                 "--now", EXPECTED["now"], "--json"])
+    code = main(
+        [
+            "check",
+            str(EXAMPLES / name),
+            "--service",
+            expected["service"],
+            "--now",
+            EXPECTED["now"],
+            "--json",
+        ]
+    )
     output = json.loads(capsys.readouterr().out)
     assert simplify(output[expected["service"]]["cards"]) == expected["cards"]
     critical = any(c["indicator"] == "critical" for c in expected["cards"])
@@ -49,10 +61,17 @@ def test_example_through_cli_check(
 
 
 def test_cli_check_table_output(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["check", str(EXAMPLES / "long-stay/patient-view-super-stranded-no-plan.json"),
-          "--now", EXPECTED["now"]])
+    main(
+        [
+            "check",
+            str(EXAMPLES / "long-stay/patient-view-super-stranded-no-plan.json"),
+            "--now",
+            EXPECTED["now"],
+        ]
+    )
     out = capsys.readouterr().out
-    assert "super-stranded" in out and "warning" in out
+    assert "super-stranded" in out
+    assert "warning" in out
 
 
 def test_cli_check_without_data_exits_unavailable(tmp_path: Path) -> None:

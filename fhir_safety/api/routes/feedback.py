@@ -24,7 +24,10 @@ _FEEDBACK_SCHEMA = FeedbackRequest.model_json_schema(by_alias=True)
 @router.post(
     "/cds-services/{service_id}/feedback",
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _FEEDBACK_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _FEEDBACK_SCHEMA}},
+        }
     },
 )
 async def create_feedback(

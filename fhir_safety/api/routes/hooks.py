@@ -28,7 +28,10 @@ _REQUEST_SCHEMA = CdsRequest.model_json_schema(by_alias=True)
     "/cds-services/{service_id}",
     response_model=CdsResponse,
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _REQUEST_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _REQUEST_SCHEMA}},
+        }
     },
 )
 async def call_service(

@@ -41,7 +41,9 @@ def secured(
         feedback_database_url=f"sqlite:///{tmp_path / 'fb.sqlite3'}",
         issuers=[TrustedIssuer(iss=ISS, jwks_file=jwks_file)],
     )
-    with TestClient(create_app(settings, terminology=terminology, clock=lambda: FIXED_NOW)) as client:
+    with TestClient(
+        create_app(settings, terminology=terminology, clock=lambda: FIXED_NOW)
+    ) as client:
         yield client
 
 
@@ -64,7 +66,9 @@ def bearer(value: str) -> dict[str, str]:
 def test_valid_token_is_accepted_on_every_endpoint(
     secured: TestClient, private_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    discovery = secured.get("/cds-services", headers=bearer(token(private_key, f"{BASE}/cds-services")))
+    discovery = secured.get(
+        "/cds-services", headers=bearer(token(private_key, f"{BASE}/cds-services"))
+    )
     assert discovery.status_code == 200
     call = secured.post(
         "/cds-services/long-stay",
@@ -76,13 +80,20 @@ def test_valid_token_is_accepted_on_every_endpoint(
 
 @pytest.mark.parametrize(
     ("path", "method"),
-    [("/cds-services", "get"), ("/cds-services/long-stay", "post"),
-     ("/cds-services/long-stay/feedback", "post"), ("/feedback/summary", "get")],
+    [
+        ("/cds-services", "get"),
+        ("/cds-services/long-stay", "post"),
+        ("/cds-services/long-stay/feedback", "post"),
+        ("/feedback/summary", "get"),
+    ],
 )
 def test_missing_token_is_401_without_detail(secured: TestClient, path: str, method: str) -> None:
     response = getattr(secured, method)(path)
     assert response.status_code == 401
-    assert response.json() == {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "login"}]}
+    assert response.json() == {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "login"}],
+    }
 
 
 def test_token_for_another_endpoint_is_refused(
@@ -97,7 +108,9 @@ def test_token_for_another_endpoint_is_refused(
     assert response.status_code == 401
 
 
-def test_replayed_token_is_refused(secured: TestClient, private_key: ec.EllipticCurvePrivateKey) -> None:
+def test_replayed_token_is_refused(
+    secured: TestClient, private_key: ec.EllipticCurvePrivateKey
+) -> None:
     once = token(private_key, f"{BASE}/cds-services")
     assert secured.get("/cds-services", headers=bearer(once)).status_code == 200
     assert secured.get("/cds-services", headers=bearer(once)).status_code == 401
@@ -113,13 +126,21 @@ def test_tokens_never_reach_the_logs(
     secured.get("/cds-services", headers=bearer(bad))
     body = load_example("long-stay/patient-view-no-prefetch.json")
     body["fhirAuthorization"] = {
-        "access_token": "SECRET-ACCESS-TOKEN", "token_type": "Bearer", "expires_in": 30,
-        "scope": "patient/*.read", "subject": "fhir-safety",
+        "access_token": "SECRET-ACCESS-TOKEN",
+        "token_type": "Bearer",
+        "expires_in": 30,
+        "scope": "patient/*.read",
+        "subject": "fhir-safety",
     }
     body["fhirServer"] = "http://127.0.0.1:9/fhir"  # nothing listens: the fetch fails fast
-    secured.post("/cds-services/long-stay", json=body,
-                 headers=bearer(token(private_key, f"{BASE}/cds-services/long-stay")))
-    logged = "\n".join(r.getMessage() + json.dumps(getattr(r, "fields", {})) for r in caplog.records)
+    secured.post(
+        "/cds-services/long-stay",
+        json=body,
+        headers=bearer(token(private_key, f"{BASE}/cds-services/long-stay")),
+    )
+    logged = "\n".join(
+        r.getMessage() + json.dumps(getattr(r, "fields", {})) for r in caplog.records
+    )
     assert "authentication refused" in logged  # the refusal itself is logged...
     for secret in (good, bad, "SECRET-ACCESS-TOKEN"):
         assert secret not in logged  # ...but never the credentials

@@ -41,7 +41,10 @@ def test_user_tokens_are_allowed_where_the_hook_has_a_user() -> None:
 
 def test_render_fills_tokens_and_escapes_values() -> None:
     template = PrefetchTemplate("e", "Encounter?patient={{context.patientId}}&status=in-progress")
-    assert render_template(template, {"patientId": "p 1"}) == "Encounter?patient=p%201&status=in-progress"
+    assert (
+        render_template(template, {"patientId": "p 1"})
+        == "Encounter?patient=p%201&status=in-progress"
+    )
 
 
 def test_render_absent_optional_token_gives_none() -> None:
@@ -58,4 +61,7 @@ def test_render_user_practitioner_id() -> None:
 def test_render_list_token_is_a_comma_list() -> None:
     template = PrefetchTemplate("o", "MedicationRequest?_id={{context.dispatchedOrders}}")
     context = {"dispatchedOrders": ["MedicationRequest/a", "MedicationRequest/b"]}
-    assert render_template(template, context) == "MedicationRequest?_id=MedicationRequest/a,MedicationRequest/b"
+    assert (
+        render_template(template, context)
+        == "MedicationRequest?_id=MedicationRequest/a,MedicationRequest/b"
+    )

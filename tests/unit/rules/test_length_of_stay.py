@@ -31,7 +31,12 @@ DISCHARGE_PLAN = {
 
 
 def encounter(
-    start: str | None, *, cls: str = "IMP", status: str = "in-progress", eid: str = "e-1", **extra: Any
+    start: str | None,
+    *,
+    cls: str = "IMP",
+    status: str = "in-progress",
+    eid: str = "e-1",
+    **extra: Any,
 ) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Encounter",
@@ -46,7 +51,9 @@ def encounter(
     return resource
 
 
-def care_plan(end: str | None = None, *, shared: bool = True, status: str = "active") -> dict[str, Any]:
+def care_plan(
+    end: str | None = None, *, shared: bool = True, status: str = "active"
+) -> dict[str, Any]:
     plan: dict[str, Any] = {
         "resourceType": "CarePlan",
         "id": "cp-1",
@@ -189,7 +196,9 @@ def test_long_stay_planned_end_extension_in_past_is_warning(terminology: Termino
     extension = [
         {"url": length_of_stay.PLANNED_END_DATE_URL, "valueDateTime": "2026-11-22T12:00:00Z"}
     ]
-    [finding] = evaluate(record([encounter("2026-11-10T08:00:00Z", extension=extension)]), terminology)
+    [finding] = evaluate(
+        record([encounter("2026-11-10T08:00:00Z", extension=extension)]), terminology
+    )
     assert finding.severity is Severity.WARNING
     assert "22 Nov 2026 has passed" in finding.summary
 
@@ -275,4 +284,3 @@ def test_long_stay_thresholds_are_configurable(terminology: Terminology) -> None
 def test_long_stay_summaries_fit_a_card(terminology: Terminology) -> None:
     findings = evaluate(record([encounter("2020-01-01T00:00:00Z")]), terminology)
     assert all(len(f.summary) < 140 for f in findings)
-

@@ -18,7 +18,9 @@ from tests.conftest import FIXED_NOW
 
 BASE = "http://fhir.test/fhir"
 CONTEXT = {"patientId": "p-1", "userId": "Practitioner/u-1"}
-ENCOUNTERS = PrefetchTemplate("encounters", "Encounter?patient={{context.patientId}}&status=in-progress")
+ENCOUNTERS = PrefetchTemplate(
+    "encounters", "Encounter?patient={{context.patientId}}&status=in-progress"
+)
 PLANS = PrefetchTemplate("carePlans", "CarePlan?patient={{context.patientId}}", required=False)
 PATIENT = PrefetchTemplate("patient", "Patient/{{context.patientId}}")
 ENCOUNTER_URL = f"{BASE}/Encounter?patient=p-1&status=in-progress"
@@ -51,12 +53,11 @@ async def gather(
     *,
     server: bool = True,
     templates: tuple[PrefetchTemplate, ...] = (ENCOUNTERS, PLANS),
-    timeout: float = 2.0,
+    deadline: float = 2.0,
 ) -> Any:
-    async with httpx.AsyncClient(timeout=timeout) as http:
+    async with httpx.AsyncClient(timeout=deadline) as http:
         client = FhirClient(http, BASE, access_token="secret-token") if server else None
-        outcome = await resolve_prefetch(templates, CONTEXT, prefetch, client, timeout_seconds=timeout)
-    return outcome
+        return await resolve_prefetch(templates, CONTEXT, prefetch, client, timeout_seconds=deadline)
 
 
 async def test_prefetch_complete_makes_no_server_call(httpx_mock: HTTPXMock) -> None:
@@ -83,7 +84,10 @@ async def test_prefetch_null_means_no_data_not_a_fetch(httpx_mock: HTTPXMock) ->
 
 async def test_prefetch_operation_outcome_is_refetched(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=ENCOUNTER_URL, json=searchset(enc()))
-    failed = {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}
+    failed = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": "timeout"}],
+    }
     outcome = await gather({"encounters": failed, "carePlans": None})
     assert outcome.resources["encounters"] == [enc()]
     assert outcome.sources["encounters"] == "fhir-server"
@@ -141,21 +145,23 @@ async def test_server_timeout_is_reported_within_the_deadline(httpx_mock: HTTPXM
 
 
 async def test_server_stall_is_cut_at_the_deadline(httpx_mock: HTTPXMock) -> None:
-    async def stall(request: httpx.Request) -> httpx.Response:
+    async def stall(_: httpx.Request) -> httpx.Response:
         await asyncio.sleep(10)
         return httpx.Response(200, json=searchset())
 
     httpx_mock.add_callback(stall, url=ENCOUNTER_URL)
     loop = asyncio.get_running_loop()
     started = loop.time()
-    outcome = await gather({"carePlans": None}, timeout=0.3)
+    outcome = await gather({"carePlans": None}, deadline=0.3)
     assert loop.time() - started < 2
     assert "did not answer within" in outcome.unavailable["encounters"]
 
 
 async def test_server_html_error_page_is_not_read_as_fhir(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(
-        url=ENCOUNTER_URL, text="<html><body>Tomcat error</body></html>", headers={"content-type": "text/html"}
+        url=ENCOUNTER_URL,
+        text="<html><body>Tomcat error</body></html>",
+        headers={"content-type": "text/html"},
     )
     outcome = await gather({"carePlans": None})
     assert "not JSON" in outcome.unavailable["encounters"]
@@ -163,7 +169,9 @@ async def test_server_html_error_page_is_not_read_as_fhir(httpx_mock: HTTPXMock)
 
 async def test_prefetch_html_string_is_refetched(httpx_mock: HTTPXMock) -> None:
     httpx_mock.add_response(url=ENCOUNTER_URL, json=searchset(enc()))
-    outcome = await gather({"encounters": "<html>500 Internal Server Error</html>", "carePlans": None})
+    outcome = await gather(
+        {"encounters": "<html>500 Internal Server Error</html>", "carePlans": None}
+    )
     assert outcome.resources["encounters"] == [enc()]
 
 
