@@ -8,15 +8,17 @@ and routes a call by (id, hook). A service id may be offered on several hooks
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Sequence
 
-from fhir_safety.cds.definitions import long_stay
+from fhir_safety.cds import definitions
 from fhir_safety.cds.hooks import hook_spec
 from fhir_safety.cds.prefetch import check_template
 from fhir_safety.cds.service import ServiceDefinition
 from fhir_safety.errors import HookMismatchError, UnknownServiceError
 
-__all__ = ["CATALOGUE", "Catalogue", "ServiceDefinition"]
+__all__ = ["CATALOGUE", "Catalogue", "ServiceDefinition", "discover_services"]
 
 
 class Catalogue:
@@ -46,4 +48,13 @@ class Catalogue:
         return service_id in self._by_id
 
 
-CATALOGUE = Catalogue(long_stay.SERVICES)
+def discover_services() -> tuple[ServiceDefinition, ...]:
+    """Every ``SERVICES`` tuple in ``fhir_safety.cds.definitions``, in module-name order."""
+    services: list[ServiceDefinition] = []
+    for module in sorted(pkgutil.iter_modules(definitions.__path__), key=lambda m: m.name):
+        loaded = importlib.import_module(f"{definitions.__name__}.{module.name}")
+        services.extend(loaded.SERVICES)
+    return tuple(services)
+
+
+CATALOGUE = Catalogue(discover_services())

@@ -12,8 +12,18 @@ from fastapi.testclient import TestClient
 from fhir_safety.cli import EXIT_CRITICAL, EXIT_UNAVAILABLE, main
 from tests.conftest import EXAMPLES, load_example
 
-EXPECTED = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))
-CASES = sorted(EXPECTED["examples"].items())
+def _expected_cases() -> list[tuple[str, dict[str, Any]]]:
+    """Every ``examples/<domain>/expected.json``: example file -> service, now and cards."""
+    cases = []
+    for path in sorted(EXAMPLES.glob("*/expected.json")):
+        expected = json.loads(path.read_text(encoding="utf-8"))
+        for name, case in expected["examples"].items():
+            cases.append((f"{path.parent.name}/{name}", {"now": expected["now"], **case}))
+    return cases
+
+
+CASES = _expected_cases()
+NOW = "2026-11-26T09:00:00Z"
 
 
 def simplify(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -29,6 +39,7 @@ def simplify(cards: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(("name", "expected"), CASES, ids=[name for name, _ in CASES])
 def test_example_over_http(client: TestClient, name: str, expected: dict[str, Any]) -> None:
+    assert expected["now"] == NOW  # the HTTP client fixture's clock (tests/conftest.py FIXED_NOW)
     response = client.post(f"/cds-services/{expected['service']}", json=load_example(name))
     assert response.status_code == 200
     assert simplify(response.json()["cards"]) == expected["cards"]
@@ -50,7 +61,7 @@ def test_example_through_cli_check(
             "--service",
             expected["service"],
             "--now",
-            EXPECTED["now"],
+            NOW,
             "--json",
         ]
     )
@@ -66,7 +77,7 @@ def test_cli_check_table_output(capsys: pytest.CaptureFixture[str]) -> None:
             "check",
             str(EXAMPLES / "long-stay/patient-view-super-stranded-no-plan.json"),
             "--now",
-            EXPECTED["now"],
+            NOW,
         ]
     )
     out = capsys.readouterr().out
@@ -79,7 +90,7 @@ def test_cli_check_without_data_exits_unavailable(tmp_path: Path) -> None:
     request.pop("fhirServer")
     path = tmp_path / "request.json"
     path.write_text(json.dumps(request))
-    assert main(["check", str(path), "--now", EXPECTED["now"]]) == EXIT_UNAVAILABLE
+    assert main(["check", str(path), "--now", NOW]) == EXIT_UNAVAILABLE
 
 
 def test_cli_check_rejects_a_non_request(tmp_path: Path) -> None:
