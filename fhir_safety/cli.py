@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--wait", type=float, default=60.0, help="seconds to wait for 'active'")
     subscribe.set_defaults(handler=_subscribe)
 
+    validate = commands.add_parser("validate", help="validate a FHIR resource on a FHIR server")
+    validate.add_argument("file", type=Path, help="a FHIR resource (JSON)")
+    validate.add_argument("--profile", help="profile canonical URL (default: the resource's meta.profile)")
+    validate.add_argument("--fhir-server", help="FHIR base URL (default: fhir_server_url setting)")
+    validate.set_defaults(handler=_validate)
+
     summary = commands.add_parser("feedback-summary", help="alert fatigue per service and rule")
     summary.add_argument("--database-url", help="feedback store (default from settings)")
     summary.add_argument("--json", action="store_true")
@@ -239,6 +245,32 @@ def _load(args: argparse.Namespace, settings: Settings) -> int:
         loaded = asyncio.run(run(progress))
     print(f"loaded {loaded} resources into {args.fhir_server}")  # noqa: T201
     return 0
+
+
+def _validate(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_safety.services.validation import validate_resource
+
+    server = args.fhir_server or settings.fhir_server_url
+    if not server:
+        raise RequestError("a FHIR server is needed: --fhir-server or FHIR_SAFETY_FHIR_SERVER_URL")
+    try:
+        resource = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RequestError(f"cannot read {args.file}: {exc}") from exc
+    if not isinstance(resource, dict) or "resourceType" not in resource:
+        raise RequestError(f"{args.file} is not a FHIR resource")
+
+    async def run() -> list[Any]:
+        async with httpx.AsyncClient(timeout=120.0) as http:
+            client = FhirClient(http, server, access_token=settings.fhir_server_token)
+            return await validate_resource(client, resource, args.profile)
+
+    issues = asyncio.run(run())
+    for issue in issues:
+        print(f"{issue.severity:<11} {issue.location or '-'}: {issue.message}")  # noqa: T201
+    errors = sum(issue.is_error for issue in issues)
+    print(f"{errors} error(s), {len(issues) - errors} other issue(s)")  # noqa: T201
+    return EXIT_INPUT if errors else 0
 
 
 def _subscribe(args: argparse.Namespace, settings: Settings) -> int:

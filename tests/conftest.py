@@ -15,6 +15,8 @@ from fhir_safety.api.app import create_app
 from fhir_safety.config import Settings
 from fhir_safety.terminology import Terminology, load_default_terminology
 
+pytest_plugins = ["tests.integration.loaded"]
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 FIXED_NOW = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)

@@ -61,6 +61,7 @@ PLANNED_END_DATE_URL = (
 DISCHARGE_PLAN_VALUE_SET = "discharge-care-plan-category"
 WHAT_MATTERS_SYSTEM = f"{PROJECT_CANONICAL}/CodeSystem/what-matters-to-me"
 DISCHARGE_PLAN_SYSTEM = f"{PROJECT_CANONICAL}/CodeSystem/care-plan-category"
+DISCHARGE_PLAN_PROFILE = f"{PROJECT_CANONICAL}/StructureDefinition/discharge-plan"
 
 # Seed programme figures (see module docstring: the 12.3% is UNVERIFIED).
 MORTALITY_21_DAYS_PERCENT = 12.3
@@ -294,6 +295,7 @@ def _create_plan(record: PatientRecord, stay: StayAssessment) -> Suggestion:
     patient = {"reference": f"Patient/{record.patient_id}"}
     plan = {
         "resourceType": "CarePlan",
+        "meta": {"profile": [DISCHARGE_PLAN_PROFILE]},
         "status": "draft",
         "intent": "plan",
         "category": [

@@ -48,13 +48,6 @@ def simplify(cards: list[dict[str, Any]]) -> list[tuple[str, str, tuple[str, ...
     ]
 
 
-@pytest.fixture(scope="module")
-def loaded_hapi(hapi_base_url: str) -> str:
-    """HAPI with fhir-safety's terminology, profiles and demo data loaded (by `fhir-safety load`)."""
-    assert cli_main(["load", "--fhir-server", hapi_base_url]) == 0
-    return hapi_base_url
-
-
 @pytest.fixture
 def app_client(tmp_path: Path, terminology: Terminology) -> Iterator[TestClient]:
     settings = Settings(

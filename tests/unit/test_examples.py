@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from fhir_safety.cli import EXIT_CRITICAL, EXIT_UNAVAILABLE, main
 from tests.conftest import EXAMPLES, load_example
 
+
 def _expected_cases() -> list[tuple[str, dict[str, Any]]]:
     """Every ``examples/<domain>/expected.json``: example file -> service, now and cards."""
     cases = []
