@@ -19,7 +19,12 @@ from fhir_safety.cds.catalogue import CATALOGUE
 from fhir_safety.config import Settings
 from fhir_safety.fhir.resources import now_utc
 from fhir_safety.observability import Metrics
-from fhir_safety.services.auth import InMemoryReplayCache, JwtVerifier
+from fhir_safety.services.auth import (
+    InMemoryReplayCache,
+    JwtVerifier,
+    ReplayCache,
+    StoreReplayCache,
+)
 from fhir_safety.services.evaluate import HookEvaluator
 from fhir_safety.services.feedback_store import FeedbackStore, open_feedback_store
 from fhir_safety.services.subscriptions import NotificationReceiver
@@ -93,7 +98,7 @@ def _build_state(
         verifier = JwtVerifier(
             settings.issuers,
             http,
-            InMemoryReplayCache(clock=clock),
+            _replay_cache(settings, store, clock),
             clock=clock,
             clock_skew_seconds=settings.jwt_clock_skew_seconds,
             max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
@@ -109,6 +114,14 @@ def _build_state(
     )
     receiver = NotificationReceiver(settings.subscription_secret)
     return AppState(settings, CATALOGUE, metrics, http, verifier, store, evaluator, clock, receiver)
+
+
+def _replay_cache(
+    settings: Settings, store: FeedbackStore, clock: Callable[[], datetime]
+) -> ReplayCache:
+    if settings.jwt_replay_cache == "database":
+        return StoreReplayCache(store, clock=clock)
+    return InMemoryReplayCache(clock=clock)
 
 
 def _warn_if_open(settings: Settings) -> None:

@@ -36,13 +36,15 @@ import httpx
 import jwt
 
 from fhir_safety.config import TrustedIssuer
-from fhir_safety.errors import AuthenticationError, ConfigurationError
+from fhir_safety.errors import AuthenticationError, ConfigurationError, StoreError
 
 __all__ = [
     "ALLOWED_ALGORITHMS",
     "InMemoryReplayCache",
     "JwtVerifier",
     "ReplayCache",
+    "StoreReplayCache",
+    "TokenStore",
     "VerifiedClient",
 ]
 
@@ -132,6 +134,31 @@ class InMemoryReplayCache:
         while self._heap and self._heap[0][0] <= now:
             _, iss, jti = heapq.heappop(self._heap)
             self._expiry.pop((iss, jti), None)
+
+
+class StoreReplayCache:
+    """A replay cache in the service database, shared by every worker and host using it.
+
+    A token accepted by one worker is then refused by all the others (CDS Hooks 2.0
+    "Trusting CDS Clients": reject a reused ``jti``). A database failure refuses the
+    token (fail closed) rather than letting a possible replay through.
+    """
+
+    def __init__(self, store: TokenStore, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._store = store
+        self._clock = clock or _utc_now
+
+    async def check_and_remember(self, iss: str, jti: str, expires_at: datetime) -> bool:
+        try:
+            return await asyncio.to_thread(
+                self._store.remember_token, iss, jti, expires_at, self._clock()
+            )
+        except StoreError as exc:
+            raise AuthenticationError(f"replay cache unavailable: {exc.message}") from exc
+
+
+class TokenStore(Protocol):
+    def remember_token(self, iss: str, jti: str, expires_at: datetime, now: datetime) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

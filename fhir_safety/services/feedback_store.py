@@ -143,6 +143,8 @@ class FeedbackStore(Protocol):
 
     def daily(self, since: date | None = None) -> list[DailyCount]: ...
 
+    def remember_token(self, iss: str, jti: str, expires_at: datetime, now: datetime) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -277,12 +279,23 @@ _SCHEMA = (
         PRIMARY KEY (card_uuid, outcome, outcome_timestamp)
     )""",
     "CREATE INDEX IF NOT EXISTS issued_card_day ON issued_card (issued_day)",
+    # JWT jti replay cache shared by every worker on this database (CDS Hooks: a token
+    # must not be accepted twice); rows are purged once their token can no longer be used.
+    """CREATE TABLE IF NOT EXISTS jwt_replay (
+        iss TEXT NOT NULL,
+        jti TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        PRIMARY KEY (iss, jti)
+    )""",
     "INSERT INTO schema_version (version) VALUES (?) ON CONFLICT DO NOTHING",
 )
 
 _INSERT_CARD = """INSERT INTO issued_card
     (card_uuid, service_id, hook, rule_id, indicator, issued_at, issued_day)
     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
+
+_INSERT_TOKEN = "INSERT INTO jwt_replay (iss, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+_PURGE_TOKENS = "DELETE FROM jwt_replay WHERE expires_at < ?"
 
 _INSERT_FEEDBACK = """INSERT INTO feedback
     (card_uuid, outcome, outcome_timestamp, outcome_day, service_id, accepted_suggestions,
@@ -379,6 +392,12 @@ class _SqlFeedbackStore:
         where, params = ("WHERE day >= ?", [since.isoformat()]) if since is not None else ("", [])
         rows = self._query(_DAILY.format(where=where), params)
         return _fold_daily(rows)
+
+    def remember_token(self, iss: str, jti: str, expires_at: datetime, now: datetime) -> bool:
+        """True the first time (iss, jti) is seen by any worker on this database."""
+        with self._transaction() as conn:
+            conn.execute(self._dialect.sql(_PURGE_TOKENS), (_utc_text(now),))
+            return self._insert(conn, _INSERT_TOKEN, [(iss, jti, _utc_text(expires_at))]) == 1
 
     def close(self) -> None:
         """Close the connection; later calls raise ``StoreError``."""

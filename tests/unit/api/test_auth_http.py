@@ -145,3 +145,22 @@ def test_tokens_never_reach_the_logs(
     for secret in (good, bad, "SECRET-ACCESS-TOKEN"):
         assert secret not in logged  # ...but never the credentials
     assert "p-1001" not in logged  # nor the patient
+
+
+def test_two_workers_on_one_database_refuse_each_others_tokens(
+    tmp_path: Path, private_key: ec.EllipticCurvePrivateKey, terminology: Terminology
+) -> None:
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key()))
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [jwk | {"kid": KID, "alg": "ES384"}]}))
+    settings = Settings(
+        feedback_database_url=f"sqlite:///{tmp_path / 'shared.sqlite3'}",
+        issuers=[TrustedIssuer(iss=ISS, jwks_file=jwks_file)],
+        jwt_replay_cache="database",
+    )
+    once = bearer(token(private_key, f"{BASE}/cds-services"))
+    worker_a = create_app(settings, terminology=terminology, clock=lambda: FIXED_NOW)
+    worker_b = create_app(settings, terminology=terminology, clock=lambda: FIXED_NOW)
+    with TestClient(worker_a) as a, TestClient(worker_b) as b:
+        assert a.get("/cds-services", headers=once).status_code == 200
+        assert b.get("/cds-services", headers=once).status_code == 401
