@@ -6,23 +6,52 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from fhir_safety.api.body import read_model
 from fhir_safety.api.deps import Authenticated, StateDep
+from fhir_safety.api.openapi import errors
 from fhir_safety.cds.models import FeedbackItem, FeedbackRequest
 from fhir_safety.errors import UnknownServiceError
-from fhir_safety.services.feedback_store import FeedbackEntry
+from fhir_safety.services.feedback_store import FeedbackEntry, RuleSummary
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["Feedback"])
+
+
+class FeedbackReceipt(BaseModel):
+    received: int
+    stored: int
+
+
+class OverrideReasonCount(BaseModel):
+    reason: str
+    count: int
+
+
+class RuleFeedback(BaseModel):
+    service: str
+    rule: str
+    shown: int
+    accepted: int
+    overridden: int
+    noFeedback: int  # noqa: N815 - JSON field name
+    overrideReasons: list[OverrideReasonCount]  # noqa: N815 - JSON field name
+
+
+class FeedbackSummary(BaseModel):
+    rules: list[RuleFeedback]
+
 
 _FEEDBACK_SCHEMA = FeedbackRequest.model_json_schema(by_alias=True)
 
 
 @router.post(
     "/cds-services/{service_id}/feedback",
+    response_model=FeedbackReceipt,
+    responses=errors(400, 401, 404, 413, 503),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -44,7 +73,7 @@ async def create_feedback(
     return JSONResponse({"received": len(entries), "stored": stored})
 
 
-@router.get("/feedback/summary")
+@router.get("/feedback/summary", response_model=FeedbackSummary, responses=errors(401, 503))
 async def read_feedback_summary(
     state: StateDep, _: Authenticated, service: str | None = None
 ) -> JSONResponse:
@@ -68,7 +97,7 @@ def to_entry(service_id: str, item: FeedbackItem) -> FeedbackEntry:
     )
 
 
-def summary_row(row: Any) -> dict[str, Any]:
+def summary_row(row: RuleSummary) -> dict[str, Any]:
     return {
         "service": row.service_id,
         "rule": row.rule_id,

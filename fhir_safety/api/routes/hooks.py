@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from fhir_safety.api.body import read_model
 from fhir_safety.api.deps import Authenticated, StateDep
+from fhir_safety.api.openapi import errors
 from fhir_safety.cds.models import CdsRequest, CdsResponse, dump
 from fhir_safety.errors import DataUnavailableError, StoreError, UnknownServiceError
 from fhir_safety.services.evaluate import Evaluation, issued_cards
@@ -27,6 +28,7 @@ _REQUEST_SCHEMA = CdsRequest.model_json_schema(by_alias=True)
 @router.post(
     "/cds-services/{service_id}",
     response_model=CdsResponse,
+    responses=errors(400, 401, 404, 412, 413, 422),
     openapi_extra={
         "requestBody": {
             "required": True,

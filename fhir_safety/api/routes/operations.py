@@ -19,7 +19,11 @@ async def read_health() -> JSONResponse:
     return JSONResponse({"status": "ok", "version": __version__})
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 async def read_metrics(request: Request) -> Response:
     """Prometheus metrics: latency per service, cards per rule, prefetch fallbacks."""
     registry = request.app.state.metrics.registry

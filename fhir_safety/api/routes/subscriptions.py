@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fhir_safety.api.body import read_model
 from fhir_safety.api.deps import StateDep
+from fhir_safety.api.openapi import errors
 from fhir_safety.errors import InvalidRequestError
 from fhir_safety.services.subscriptions import SECRET_HEADER
 
@@ -18,7 +19,7 @@ __all__ = ["router"]
 router = APIRouter(tags=["Subscriptions"])
 
 
-@router.post("/subscriptions/notify")
+@router.post("/subscriptions/notify", responses=errors(400, 401, 413))
 async def notify_ping(request: Request, state: StateDep) -> JSONResponse:
     """A notification without payload (or a resource POSTed to the endpoint itself)."""
     state.receiver.check_secret(request.headers.get(SECRET_HEADER))
@@ -29,7 +30,7 @@ async def notify_ping(request: Request, state: StateDep) -> JSONResponse:
     return JSONResponse({"received": True})
 
 
-@router.put("/subscriptions/notify/{resource_type}/{resource_id}")
+@router.put("/subscriptions/notify/{resource_type}/{resource_id}", responses=errors(400, 401, 413))
 async def notify_resource(
     resource_type: str, resource_id: str, request: Request, state: StateDep
 ) -> JSONResponse:
