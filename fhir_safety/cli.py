@@ -87,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the CDS Hooks responses as JSON")
     check.set_defaults(handler=_check)
 
+    news2 = commands.add_parser(
+        "news2", help="NEWS2 score Observation from a Bundle of observations (exit 3: no score)"
+    )
+    news2.add_argument("bundle", type=Path, help="a FHIR Bundle (JSON) of the patient's data")
+    news2.add_argument("--patient", help="patient id (default: the one the Bundle names)")
+    news2.add_argument("--now", help="score as of this ISO 8601 time (default: now)")
+    news2.set_defaults(handler=_news2)
+
     load = commands.add_parser("load", help="upload profiles, terminology and demo data")
     load.add_argument(
         "--fhir-server", required=True, help="FHIR base URL, e.g. http://localhost:8080/fhir"
@@ -108,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="validate a FHIR resource on a FHIR server")
     validate.add_argument("file", type=Path, help="a FHIR resource (JSON)")
-    validate.add_argument("--profile", help="profile canonical URL (default: the resource's meta.profile)")
+    validate.add_argument(
+        "--profile", help="profile canonical URL (default: the resource's meta.profile)"
+    )
     validate.add_argument("--fhir-server", help="FHIR base URL (default: fhir_server_url setting)")
     validate.set_defaults(handler=_validate)
 
@@ -116,6 +126,30 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--database-url", help="feedback store (default from settings)")
     summary.add_argument("--json", action="store_true")
     summary.set_defaults(handler=_feedback_summary)
+
+    registry = commands.add_parser("registry", help="build a safety registry (valproate)")
+    registry.add_argument("programme", choices=["valproate"], help="which registry")
+    source = registry.add_mutually_exclusive_group(required=True)
+    source.add_argument("--fhir-server", help="FHIR base URL to search")
+    source.add_argument("--ndjson", type=Path, help="folder of Bulk Data NDJSON files")
+    registry.add_argument("--out", type=Path, default=Path("."), help="output folder")
+    registry.add_argument("--now", help="as of this ISO 8601 time (default: now)")
+    registry.add_argument("--json", action="store_true", help="print the JSON registry")
+    registry.set_defaults(handler=_registry)
+
+    synth = commands.add_parser("synth", help="write a deterministic synthetic population")
+    synth.add_argument("--patients", type=int, required=True, help="how many patients")
+    synth.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
+    synth.add_argument("--out", type=Path, default=Path("synth"), help="output folder")
+    synth.add_argument("--format", choices=["bundles", "ndjson"], default="bundles")
+    synth.add_argument("--as-of", help="the population's 'today' (default 2026-11-26)")
+    synth.add_argument("--valproate-rate", type=float, default=0.2, help="share on valproate")
+    synth.set_defaults(handler=_synth)
+    # Incident investigations with the family, safety signals in patient stories (issue 9).
+    from fhir_safety.cli_incidents_stories import add_incident_commands, add_story_commands
+
+    add_incident_commands(commands)
+    add_story_commands(commands)
     return parser
 
 
@@ -155,14 +189,18 @@ def _services(_: argparse.Namespace, __: Settings) -> int:
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     request = _read_request(args.request)
     now = _parse_now(args.now)
-    evaluations = asyncio.run(_evaluate_all(request, settings, args.service, now))
+    evaluations, unavailable = asyncio.run(_evaluate_all(request, settings, args.service, now))
     if args.json:
-        payload = {e.service.id: dump(e.response) for e in evaluations}
+        payload: dict[str, Any] = {e.service.id: dump(e.response) for e in evaluations}
+        payload |= {service: {"error": message} for service, message in unavailable.items()}
         print(json.dumps(payload, indent=2))  # noqa: T201
     else:
         _print_cards(evaluations)
-    critical = any(c.card.indicator == "critical" for e in evaluations for c in e.cards)
-    return EXIT_CRITICAL if critical else 0
+    for service, message in unavailable.items():
+        _error(f"{service}: required data unavailable: {message}")
+    if any(c.card.indicator == "critical" for e in evaluations for c in e.cards):
+        return EXIT_CRITICAL
+    return EXIT_UNAVAILABLE if unavailable else 0
 
 
 def _read_request(path: Path) -> CdsRequest:
@@ -190,7 +228,8 @@ def _parse_now(value: str | None) -> datetime:
 
 async def _evaluate_all(
     request: CdsRequest, settings: Settings, service_id: str | None, now: datetime
-) -> list[Evaluation]:
+) -> tuple[list[Evaluation], dict[str, str]]:
+    """Every service for the hook (or the one named); a service without its data is listed."""
     services = [
         s
         for s in CATALOGUE.services
@@ -200,6 +239,8 @@ async def _evaluate_all(
         raise RequestError(
             f"no service answers {request.hook!r}" + (f" as {service_id!r}" if service_id else "")
         )
+    evaluations: list[Evaluation] = []
+    unavailable: dict[str, str] = {}
     async with httpx.AsyncClient(timeout=settings.request_deadline_seconds) as http:
         evaluator = HookEvaluator(
             catalogue=CATALOGUE,
@@ -209,7 +250,14 @@ async def _evaluate_all(
             metrics=Metrics(),
             clock=lambda: now,
         )
-        return [await evaluator.evaluate(s.id, request) for s in services]
+        for service in services:
+            try:
+                evaluations.append(await evaluator.evaluate(service.id, request))
+            except DataUnavailableError as exc:
+                if service_id is not None:
+                    raise
+                unavailable[service.id] = exc.message
+    return evaluations, unavailable
 
 
 def _print_cards(evaluations: Sequence[Evaluation]) -> None:
@@ -226,6 +274,25 @@ def _print_cards(evaluations: Sequence[Evaluation]) -> None:
         console.print(table)
     else:
         console.print("no cards")
+
+
+def _news2(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the NEWS2 Observation (exit 0) or the OperationOutcome saying why not (exit 3)."""
+    from fhir_safety.services.news2_operation import news2_from_bundle
+
+    try:
+        bundle = json.loads(args.bundle.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RequestError(f"cannot read {args.bundle}: {exc}") from exc
+    answer = news2_from_bundle(
+        bundle,
+        patient_id=args.patient,
+        now=_parse_now(args.now),
+        settings=settings,
+        terminology=Terminology.load(settings.terminology_dir),
+    )
+    print(json.dumps(answer.resource, indent=2, ensure_ascii=False))  # noqa: T201
+    return 0 if answer.scored else EXIT_UNAVAILABLE
 
 
 def _load(args: argparse.Namespace, settings: Settings) -> int:
@@ -326,6 +393,89 @@ def _feedback_summary(args: argparse.Namespace, settings: Settings) -> int:
             reasons or "-",
         )
     Console().print(table)
+    return 0
+
+
+def _registry(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.progress import Progress
+
+    from fhir_safety.services import registry as valproate_registry
+
+    now = _parse_now(args.now)
+    terminology = Terminology.load(settings.terminology_dir)
+
+    async def from_server(progress: Progress) -> list[valproate_registry.PatientData]:
+        task = progress.add_task(f"searching {args.fhir_server}", total=None)
+        async with httpx.AsyncClient(timeout=60.0) as http:
+            client = FhirClient(
+                http,
+                args.fhir_server,
+                access_token=settings.fhir_server_token,
+                max_response_bytes=settings.max_fhir_response_bytes,
+                max_pages=100_000,
+            )
+            return await valproate_registry.gather_from_server(
+                client,
+                terminology,
+                settings,
+                now,
+                on_found=lambda n: progress.update(task, total=n, description="reading records"),
+                on_progress=lambda n: progress.advance(task, n),
+            )
+
+    with Progress(console=Console(stderr=True)) as progress:
+        if args.ndjson is not None:
+            files = len(list(args.ndjson.glob("*.ndjson")))
+            task = progress.add_task(f"reading {args.ndjson}", total=files)
+            patients = valproate_registry.gather_from_ndjson(
+                args.ndjson, terminology, on_progress=lambda n: progress.advance(task, n)
+            )
+            source = f"ndjson:{args.ndjson}"
+        else:
+            patients = asyncio.run(from_server(progress))
+            source = str(args.fhir_server)
+    built = valproate_registry.build_registry(
+        patients, settings=settings, terminology=terminology, now=now, source=source
+    )
+    written = valproate_registry.write_registry(built, args.out)
+    if args.json:
+        print(json.dumps(valproate_registry.registry_json(built), indent=2))  # noqa: T201
+    else:
+        table = Table(title=f"Valproate registry ({len(built.rows)} in the cohort)")
+        table.add_column("action status")
+        table.add_column("patients", justify="right")
+        for status, count in built.counts().items():
+            table.add_row(status, str(count))
+        Console().print(table)
+        for path in written:
+            print(f"wrote {path}")  # noqa: T201
+    return 0
+
+
+def _synth(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import date
+
+    from fhir_safety.services import synth
+
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else synth.DEFAULT_AS_OF
+    except ValueError as exc:
+        raise RequestError(f"--as-of must be a date like 2026-11-26: {args.as_of!r}") from exc
+    if args.patients < 0 or not 0 <= args.valproate_rate <= 1:
+        raise RequestError("--patients must be >= 0 and --valproate-rate between 0 and 1")
+    population = synth.generate(
+        patients=args.patients,
+        seed=args.seed,
+        terminology=Terminology.load(settings.terminology_dir),
+        as_of=as_of,
+        valproate_rate=args.valproate_rate,
+    )
+    if args.format == "ndjson":
+        paths = synth.write_ndjson(population, args.out)
+    else:
+        paths = synth.write_bundles(population, args.out)
+    truth = synth.write_ground_truth(population, args.out, seed=args.seed, as_of=as_of)
+    print(f"wrote {len(paths)} {args.format} file(s) and {truth} to {args.out}")  # noqa: T201
     return 0
 
 

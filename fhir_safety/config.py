@@ -17,10 +17,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fhir_safety.errors import ConfigurationError
 
 __all__ = [
+    "EngagementStepDue",
     "HrtSettings",
+    "IncidentSettings",
     "LongStaySettings",
     "News2Settings",
+    "NhsEnglandRegion",
+    "PelvicMeshSettings",
+    "ReasonableAdjustmentsSettings",
     "Settings",
+    "StorySettings",
     "TrustedIssuer",
     "ValproateSettings",
     "load_settings",
@@ -138,6 +144,128 @@ class HrtSettings(BaseModel):
     preferred_progestogen: Literal[
         "micronised-progesterone", "medroxyprogesterone", "norethisterone"
     ] = "micronised-progesterone"
+    # The dm+d products the suggestions prescribe, strength in mg -> code (clinical.md section
+    # 4.2 [S32]: Utrogestan 100 mg capsules; medroxyprogesterone 2.5/5/10 mg and norethisterone
+    # 5 mg tablets). Each must be in ValueSet progestogens-endometrial (a unit test checks). A
+    # dose is made of whole units of the largest strength that divides it (MPA 20 mg = 2 x 10 mg).
+    progestogen_products: dict[str, dict[str, str]] = Field(
+        default_factory=lambda: {
+            "micronised-progesterone": {"100": "11758911000001105"},
+            "medroxyprogesterone": {"10": "325601006", "5": "325609008", "2.5": "325603009"},
+            "norethisterone": {"5": "325611004"},
+        }
+    )
+
+
+class EngagementStepDue(BaseModel):
+    """When one family-engagement step falls due: ``days`` after (or, negative, before) an anchor.
+
+    Anchors: ``incident-known`` (AdverseEvent.recordedDate, else detected, else date: when the
+    organisation knew), ``response-opened`` (the learning-response Task's authoredOn),
+    ``response-due`` (the learning response's due date).
+    """
+
+    anchor: Literal["incident-known", "response-opened", "response-due"]
+    days: int = Field(ge=-365, le=730)
+
+
+def _default_step_due() -> dict[str, EngagementStepDue]:
+    # LOCAL POLICY defaults (docs/incidents.md). PSIRF's engagement guide [S50] asks for
+    # timeframes agreed with those affected and sets no national deadline for these steps.
+    return {
+        # Duty of Candour, Reg 20(2): tell the relevant person "as soon as reasonably
+        # practicable" (no day count in the regulation); 10 days is local policy.
+        "first-contact": EngagementStepDue(anchor="incident-known", days=10),
+        "questions-recorded": EngagementStepDue(anchor="response-opened", days=20),
+        "terms-of-reference-shared": EngagementStepDue(anchor="response-opened", days=28),
+        "family-evidence-taken": EngagementStepDue(anchor="response-opened", days=42),
+        # "No surprises": the draft goes to the family before the final, with time to comment.
+        "draft-shared": EngagementStepDue(anchor="response-due", days=-14),
+        "final-shared": EngagementStepDue(anchor="response-due", days=0),
+    }
+
+
+def _default_prerequisites() -> dict[str, tuple[str, ...]]:
+    return {"final-shared": ("draft-shared",)}
+
+
+class IncidentSettings(BaseModel):
+    """Family engagement in incident learning responses (rules/incident_engagement.py).
+
+    Every interval is a configurable default and LOCAL POLICY unless its comment says
+    otherwise: NHS England's PSIRF engagement guide [S50] (clinical.md section 8) asks for
+    timeframes agreed with the patient and family, not national deadlines. A due date agreed
+    with the family is written on the step's Task (``restriction.period.end``) and wins.
+    """
+
+    # Step code (CodeSystem family-engagement-step) -> when it falls due.
+    step_due: dict[str, EngagementStepDue] = Field(default_factory=_default_step_due)
+    # A step may not be recorded as done before these steps are done or declined.
+    # "No surprises": the family see the draft before the final report [S50].
+    prerequisites: dict[str, tuple[str, ...]] = Field(default_factory=_default_prerequisites)
+    # Length of a learning response when its Task carries no due date (local policy; the
+    # PSIRF standards leave timescales to local plans agreed with those affected [S50]).
+    response_days: dict[str, int] = Field(
+        default_factory=lambda: {
+            "psii": 90,
+            "after-action-review": 30,
+            "swarm-huddle": 14,
+            "mdt-review": 60,
+            "thematic-review": 90,
+        }
+    )
+    default_response_days: int = Field(default=90, ge=1, le=730)
+    # A step due within this many days is reported as "due soon".
+    due_soon_days: int = Field(default=7, ge=0, le=90)
+    # The trust's own page on how it involves patients and families, shown as a card link.
+    engagement_link_url: str | None = None
+    engagement_link_label: str = "How we involve patients and families in investigations"
+
+
+class StorySettings(BaseModel):
+    """Safety signals in patient stories (rules/story_signals.py; docs/stories.md)."""
+
+    # Score at or above which a story is flagged. Chosen on the development half of the
+    # labelled set only; precision and recall at this threshold are in docs/stories.md.
+    threshold: float = Field(default=2.0, gt=0)
+    # A JSON lexicon that replaces the shipped one (same shape as story_lexicon.LEXICON).
+    lexicon_file: Path | None = None
+
+
+# The seven NHS England regions (since 2020: HSJ, "Seven regional teams will be locus of
+# decision making", https://www.hsj.co.uk/policy-and-regulation/seven-regional-teams-will-be-
+# locus-of-decision-making/7022488.article). The specialist mesh centres cover all of them
+# (NHS England, clinical.md section 7 [S48]).
+NhsEnglandRegion = Literal[
+    "North East and Yorkshire",
+    "North West",
+    "Midlands",
+    "East of England",
+    "London",
+    "South East",
+    "South West",
+]
+
+
+class ReasonableAdjustmentsSettings(BaseModel):
+    """Reasonable Adjustment Flag (rules/reasonable_adjustments.py; docs/reasonable-adjustments.md)."""
+
+    # FlagConsent.policy (policy.uri is 1..1 in NHS England's FlagConsent profile): the values of
+    # the NHS England RA IG's consent examples (NHSDigital/ra-sandbox@cf0e0af:
+    # input/fsh/examples/RAConsentExample1.fsh [S45]). A trust may point at its own policy.
+    consent_policy_authority: str = "https://www.gov.uk/"
+    consent_policy_uri: str = (
+        "https://www.gov.uk/government/uploads/system/uploads/attachment_data/file/535024/"
+        "data-security-review.pdf"
+    )
+
+
+class PelvicMeshSettings(BaseModel):
+    """Pelvic mesh referrals (rules/pelvic_mesh.py; docs/pelvic-mesh.md)."""
+
+    # The trust's NHS England region: the specialist mesh centre(s) of this region are offered
+    # when the patient's address names no region. None: offer the choice of all nine centres.
+    default_region: NhsEnglandRegion | None = None
 
 
 class Settings(BaseSettings):
@@ -182,6 +310,12 @@ class Settings(BaseSettings):
     news2: News2Settings = Field(default_factory=News2Settings)
     valproate: ValproateSettings = Field(default_factory=ValproateSettings)
     hrt: HrtSettings = Field(default_factory=HrtSettings)
+    reasonable_adjustments: ReasonableAdjustmentsSettings = Field(
+        default_factory=ReasonableAdjustmentsSettings
+    )
+    pelvic_mesh: PelvicMeshSettings = Field(default_factory=PelvicMeshSettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    stories: StorySettings = Field(default_factory=StorySettings)
 
     @field_validator("public_base_url", "fhir_server_url")
     @classmethod

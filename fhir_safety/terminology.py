@@ -52,6 +52,8 @@ MEDICINE_NAMES_FILE = "medicine-names.json"
 # Other spellings of the same code systems seen in the wild. dm+d concepts are SNOMED CT
 # UK Drug Extension ids, so a dm+d system URI means SNOMED.
 _SYSTEM_ALIASES = {
+    # NHS England's own RA examples (NHSDigital/ra-sandbox@cf0e0af) write SNOMED with https.
+    "https://snomed.info/sct": SNOMED,
     "https://dmd.nhs.uk": SNOMED,
     "http://dmd.nhs.uk": SNOMED,
     "urn:oid:2.16.840.1.113883.6.96": SNOMED,

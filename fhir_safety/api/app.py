@@ -14,9 +14,19 @@ from fastapi.middleware.cors import CORSMiddleware
 from fhir_safety import __version__
 from fhir_safety.api.app_state import AppState
 from fhir_safety.api.errors import install_error_handlers
-from fhir_safety.api.routes import discovery, feedback, hooks, operations, subscriptions
+from fhir_safety.api.routes import (
+    discovery,
+    feedback,
+    hooks,
+    hrt_check,
+    news2,
+    operations,
+    registry,
+    subscriptions,
+)
 from fhir_safety.cds.catalogue import CATALOGUE
 from fhir_safety.config import Settings
+from fhir_safety.fhir.client import FhirClient
 from fhir_safety.fhir.resources import now_utc
 from fhir_safety.observability import Metrics
 from fhir_safety.services.auth import (
@@ -25,6 +35,7 @@ from fhir_safety.services.auth import (
     ReplayCache,
     StoreReplayCache,
 )
+from fhir_safety.services.escalation import register_concern_escalation
 from fhir_safety.services.evaluate import HookEvaluator
 from fhir_safety.services.feedback_store import FeedbackStore, open_feedback_store
 from fhir_safety.services.subscriptions import NotificationReceiver
@@ -78,6 +89,9 @@ def create_app(
         hooks.router,
         feedback.router,
         subscriptions.router,
+        registry.router,
+        news2.router,
+        hrt_check.router,
         operations.router,
     ):
         app.include_router(router)
@@ -113,7 +127,26 @@ def _build_state(
         clock=clock,
     )
     receiver = NotificationReceiver(settings.subscription_secret)
-    return AppState(settings, CATALOGUE, metrics, http, verifier, store, evaluator, clock, receiver)
+    if settings.fhir_server_url:
+        # Martha's Rule: a worried/worse concern written to the FHIR server becomes an
+        # Escalation Task there, whoever wrote it (needs a Subscription, see docs/concern.md).
+        register_concern_escalation(
+            receiver, _default_fhir_client(settings, http), settings, terminology, clock
+        )
+    return AppState(
+        settings, CATALOGUE, metrics, http, verifier, store, evaluator, clock, receiver, terminology
+    )
+
+
+def _default_fhir_client(settings: Settings, http: httpx.AsyncClient) -> FhirClient:
+    assert settings.fhir_server_url is not None
+    return FhirClient(
+        http,
+        settings.fhir_server_url,
+        access_token=settings.fhir_server_token,
+        max_response_bytes=settings.max_fhir_response_bytes,
+        max_pages=settings.max_fhir_pages,
+    )
 
 
 def _replay_cache(

@@ -15,6 +15,7 @@ from fhir_safety.services.auth import JwtVerifier
 from fhir_safety.services.evaluate import HookEvaluator
 from fhir_safety.services.feedback_store import FeedbackStore
 from fhir_safety.services.subscriptions import NotificationReceiver
+from fhir_safety.terminology import Terminology
 
 __all__ = ["AppState"]
 
@@ -32,3 +33,4 @@ class AppState:
     evaluator: HookEvaluator
     clock: Callable[[], datetime]
     receiver: NotificationReceiver
+    terminology: Terminology

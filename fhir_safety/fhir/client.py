@@ -79,7 +79,8 @@ class FhirClient:
         raise FhirResponseError(f"{query}: more than {self._max_pages} pages")
 
     async def get(self, path_or_url: str) -> dict[str, Any]:
-        url = path_or_url if "://" in path_or_url else f"{self.base_url}/{path_or_url}"
+        absolute = path_or_url.startswith(("http://", "https://"))
+        url = path_or_url if absolute else f"{self.base_url}/{path_or_url}"
         body = await self._fetch(url)
         return _decode(body, url)
 

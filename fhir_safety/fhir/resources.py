@@ -14,37 +14,60 @@ FHIR camelCase stays in JSON only: fields are snake_case with camelCase aliases.
 from __future__ import annotations
 
 import re
+from copy import deepcopy
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "Address",
+    "AdverseEvent",
+    "Annotation",
     "CarePlan",
     "CodeableConcept",
     "Coding",
     "Condition",
+    "Consent",
+    "ConsentProvision",
+    "ContactPoint",
     "Device",
     "Encounter",
     "Extension",
     "FhirDateTime",
     "Flag",
     "Goal",
+    "GoalTarget",
+    "HumanName",
     "Identifier",
+    "Medication",
     "MedicationRequest",
     "MedicationStatement",
     "Observation",
     "Patient",
+    "PatientContact",
     "Period",
     "Procedure",
     "Quantity",
+    "Range",
     "Reference",
+    "RelatedPerson",
     "Resource",
     "ServiceRequest",
     "Task",
+    "TaskParameter",
+    "TaskRestriction",
     "parse_fhir_datetime",
 ]
 
@@ -94,6 +117,8 @@ class Extension(FhirModel):
     value_code: str | None = None
     value_boolean: bool | None = None
     value_reference: Reference | None = None
+    value_codeable_concept: CodeableConcept | None = None
+    value_annotation: Annotation | None = None
 
     _check = field_validator("value_date_time", "value_date")(_check_fhir_datetime)
 
@@ -145,6 +170,42 @@ class Quantity(FhirModel):
     code: str | None = None
 
 
+class Range(FhirModel):
+    low: Quantity | None = None
+    high: Quantity | None = None
+
+
+class Annotation(FhirModel):
+    text: str | None = None
+
+
+class HumanName(FhirModel):
+    use: str | None = None
+    text: str | None = None
+    family: str | None = None
+    given: list[str] = []
+    prefix: list[str] = []
+
+
+class ContactPoint(FhirModel):
+    system: str | None = None  # phone | fax | email | pager | url | sms | other
+    value: str | None = None
+    use: str | None = None
+    rank: int | None = None
+
+
+class Address(FhirModel):
+    use: str | None = None
+    type: str | None = None
+    text: str | None = None
+    city: str | None = None
+    district: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    period: Period | None = None
+
+
 class Resource(FhirModel):
     resource_type: str
     id: str | None = None
@@ -158,8 +219,18 @@ class Patient(Resource):
     deceased_boolean: bool | None = None
     deceased_date_time: str | None = None
     identifier: list[Identifier] = []
+    # Reasonable adjustments (family/carer contacts) and pelvic mesh (region) read these.
+    address: list[Address] = []
+    contact: list[PatientContact] = []
 
     _check = field_validator("birth_date", "deceased_date_time")(_check_fhir_datetime)
+
+
+class PatientContact(FhirModel):
+    relationship: list[CodeableConcept] = []
+    name: HumanName | None = None
+    telecom: list[ContactPoint] = []
+    period: Period | None = None
 
 
 class Encounter(Resource):
@@ -192,6 +263,16 @@ class Goal(Resource):
     subject: Reference
     expressed_by: Reference | None = None
     category: list[CodeableConcept] = []
+    start_date: str | None = None
+    target: list[GoalTarget] = []
+
+    _check = field_validator("start_date")(_check_fhir_datetime)
+
+
+class GoalTarget(FhirModel):
+    measure: CodeableConcept | None = None
+    detail_range: Range | None = None
+    detail_quantity: Quantity | None = None
 
 
 class Condition(Resource):
@@ -206,6 +287,10 @@ class Condition(Resource):
     abatement_date_time: str | None = None
 
 
+class ProcedureFocalDevice(FhirModel):
+    manipulated: Reference
+
+
 class Procedure(Resource):
     resource_type: Literal["Procedure"]
     status: str
@@ -214,6 +299,9 @@ class Procedure(Resource):
     performed_date_time: str | None = None
     performed_period: Period | None = None
     reason_code: list[CodeableConcept] = []
+    used_code: list[CodeableConcept] = []  # e.g. the device product fitted (an LNG-IUS)
+    used_reference: list[Reference] = []
+    focal_device: list[ProcedureFocalDevice] = []
 
     _check = field_validator("performed_date_time")(_check_fhir_datetime)
 
@@ -228,8 +316,30 @@ class MedicationRequest(Resource):
     authored_on: str | None = None
     group_identifier: Identifier | None = None
     dosage_instruction: list[dict[str, Any]] = []
+    contained: list[dict[str, Any]] = []  # e.g. a contained Medication ("#med")
 
     _check = field_validator("authored_on")(_check_fhir_datetime)
+    # The resource exactly as received: a suggestion that updates it must send the whole
+    # resource back (CDS Hooks "update" action), not the few fields modelled here.
+    _source: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_source(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        model = handler(data)
+        if isinstance(data, dict):
+            model._source = data
+        return model
+
+    def source_json(self) -> dict[str, Any]:
+        """A deep copy of the resource as received (empty when built in code)."""
+        return deepcopy(self._source)
+
+
+class Medication(Resource):
+    resource_type: Literal["Medication"]
+    code: CodeableConcept | None = None
+    status: str | None = None
 
 
 class MedicationStatement(Resource):
@@ -239,6 +349,14 @@ class MedicationStatement(Resource):
     subject: Reference
     effective_date_time: str | None = None
     effective_period: Period | None = None
+    medication_reference: Reference | None = None
+    contained: list[dict[str, Any]] = []
+    date_asserted: str | None = None
+
+
+class DeviceName(FhirModel):
+    name: str
+    type: str | None = None
 
 
 class Device(Resource):
@@ -246,6 +364,7 @@ class Device(Resource):
     status: str | None = None
     type: CodeableConcept | None = None
     patient: Reference | None = None
+    device_name: list[DeviceName] = []
 
 
 class ObservationComponent(FhirModel):
@@ -261,6 +380,8 @@ class Observation(Resource):
     code: CodeableConcept
     subject: Reference | None = None
     effective_date_time: str | None = None
+    effective_period: Period | None = None
+    effective_instant: str | None = None
     issued: str | None = None
     value_quantity: Quantity | None = None
     value_codeable_concept: CodeableConcept | None = None
@@ -269,8 +390,11 @@ class Observation(Resource):
     performer: list[Reference] = []
     component: list[ObservationComponent] = []
     note: list[dict[str, Any]] = []
+    derived_from: list[Reference] = []
 
-    _check = field_validator("effective_date_time", "issued")(_check_fhir_datetime)
+    _check = field_validator("effective_date_time", "effective_instant", "issued")(
+        _check_fhir_datetime
+    )
 
 
 class Flag(Resource):
@@ -289,6 +413,13 @@ class ServiceRequest(Resource):
     code: CodeableConcept | None = None
     subject: Reference
     performer: list[Reference] = []
+    # Pelvic mesh referrals (rules/pelvic_mesh.py).
+    authored_on: str | None = None
+    reason_code: list[CodeableConcept] = []
+    reason_reference: list[Reference] = []
+    supporting_info: list[Reference] = []
+
+    _check_service_request = field_validator("authored_on")(_check_fhir_datetime)
 
 
 class Task(Resource):
@@ -301,9 +432,95 @@ class Task(Resource):
     authored_on: str | None = None
     priority: str | None = None
     owner: Reference | None = None
+    reason_reference: Reference | None = None
+    requester: Reference | None = None
+    # Incident learning responses and family engagement (rules/incident_engagement.py).
+    part_of: list[Reference] = []
+    status_reason: CodeableConcept | None = None
+    description: str | None = None
+    last_modified: str | None = None
+    execution_period: Period | None = None
+    restriction: TaskRestriction | None = None
+    input: list[TaskParameter] = []
+    output: list[TaskParameter] = []
+
+    _check_task = field_validator("authored_on", "last_modified")(_check_fhir_datetime)
+
+
+class TaskRestriction(FhirModel):
+    """Task.restriction: when the task is due (``period.end``) and for whom (``recipient``)."""
+
+    period: Period | None = None
+    recipient: list[Reference] = []
+
+
+class TaskParameter(FhirModel):
+    """Task.input / Task.output, narrowed to the value types we read."""
+
+    type: CodeableConcept
+    value_string: str | None = None
+    value_reference: Reference | None = None
+    value_date_time: str | None = None
+
+
+class AdverseEvent(Resource):
+    """R4 AdverseEvent: a patient safety incident (profile ``safety-incident``)."""
+
+    resource_type: Literal["AdverseEvent"]
+    actuality: str
+    category: list[CodeableConcept] = []
+    event: CodeableConcept | None = None
+    subject: Reference
+    encounter: Reference | None = None
+    date: str | None = None
+    detected: str | None = None
+    recorded_date: str | None = None
+    location: Reference | None = None
+    seriousness: CodeableConcept | None = None
+    severity: CodeableConcept | None = None
+    outcome: CodeableConcept | None = None
+    recorder: Reference | None = None
+
+    _check = field_validator("date", "detected", "recorded_date")(_check_fhir_datetime)
+
+
+class ConsentProvision(FhirModel):
+    type: str | None = None  # deny | permit
+    purpose: list[Coding] = []
+    period: Period | None = None
+
+
+class Consent(Resource):
+    """R4 Consent (reasonable adjustments: NHS England FlagConsent, rules/reasonable_adjustments)."""
+
+    resource_type: Literal["Consent"]
+    status: str
+    scope: CodeableConcept | None = None
+    category: list[CodeableConcept] = []
+    patient: Reference | None = None
+    date_time: str | None = None
+    policy_rule: CodeableConcept | None = None
+    provision: ConsentProvision | None = None
+    contained: list[dict[str, Any]] = []  # NHS England FlagProvenance is contained
+
+    _check = field_validator("date_time")(_check_fhir_datetime)
+
+
+class RelatedPerson(Resource):
+    """R4 RelatedPerson: family, carers and other contacts of the patient."""
+
+    resource_type: Literal["RelatedPerson"]
+    active: bool | None = None
+    patient: Reference
+    relationship: list[CodeableConcept] = []
+    name: list[HumanName] = []
+    telecom: list[ContactPoint] = []
+    period: Period | None = None
 
 
 Extension.model_rebuild()
+Patient.model_rebuild()
+Task.model_rebuild()
 
 
 def now_utc() -> datetime:

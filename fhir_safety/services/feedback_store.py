@@ -294,7 +294,9 @@ _INSERT_CARD = """INSERT INTO issued_card
     (card_uuid, service_id, hook, rule_id, indicator, issued_at, issued_day)
     VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"""
 
-_INSERT_TOKEN = "INSERT INTO jwt_replay (iss, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+_INSERT_TOKEN = (
+    "INSERT INTO jwt_replay (iss, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+)
 _PURGE_TOKENS = "DELETE FROM jwt_replay WHERE expires_at < ?"
 
 _INSERT_FEEDBACK = """INSERT INTO feedback

@@ -41,11 +41,15 @@ MODELS: Mapping[str, type[fhir.Resource]] = {
         fhir.Procedure,
         fhir.MedicationRequest,
         fhir.MedicationStatement,
+        fhir.Medication,
         fhir.Device,
         fhir.Observation,
         fhir.Flag,
         fhir.ServiceRequest,
         fhir.Task,
+        fhir.AdverseEvent,
+        fhir.Consent,
+        fhir.RelatedPerson,
     )
 }
 

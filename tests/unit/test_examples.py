@@ -73,17 +73,27 @@ def test_example_through_cli_check(
 
 
 def test_cli_check_table_output(capsys: pytest.CaptureFixture[str]) -> None:
-    main(
-        [
-            "check",
-            str(EXAMPLES / "long-stay/patient-view-super-stranded-no-plan.json"),
-            "--now",
-            NOW,
-        ]
-    )
+    example = str(EXAMPLES / "long-stay/patient-view-super-stranded-no-plan.json")
+    assert main(["check", example, "--service", "long-stay", "--now", NOW]) == 0
     out = capsys.readouterr().out
     assert "super-stranded" in out
     assert "warning" in out
+
+
+def test_cli_check_every_service_names_those_that_lacked_data(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Without --service, every patient-view service runs; the long-stay example carries
+    # no data for some of them, and the check must say so rather than pass silently.
+    example = str(EXAMPLES / "long-stay/patient-view-super-stranded-no-plan.json")
+    code = main(["check", example, "--now", NOW, "--json"])
+    captured = capsys.readouterr()
+    output = json.loads(captured.out)
+    assert output["long-stay"]["cards"][0]["indicator"] == "warning"
+    errors = {service for service, body in output.items() if "error" in body}
+    if errors:
+        assert code in {EXIT_CRITICAL, EXIT_UNAVAILABLE}
+        assert all(f"{service}: required data unavailable" in captured.err for service in errors)
 
 
 def test_cli_check_without_data_exits_unavailable(tmp_path: Path) -> None:

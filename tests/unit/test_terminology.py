@@ -367,3 +367,10 @@ def test_load_shared_priority_in_group_raises(tmp_path: Path) -> None:
     _write(tmp_path, "medicine-names.json", {VS_ID: entry, "other": entry})
     with pytest.raises(TerminologyError, match="share priority"):
         Terminology.load(tmp_path)
+
+
+def test_terminology_https_snomed_uri_is_read_as_snomed(terminology: Terminology) -> None:
+    # NHS England's RA examples write https://snomed.info/sct; the codes are SNOMED CT.
+    system, code, _ = terminology.expansion("autism")[0]
+    assert terminology.contains("autism", "https://snomed.info/sct", code)
+    assert system == "http://snomed.info/sct"

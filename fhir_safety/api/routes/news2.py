@@ -9,9 +9,6 @@ are our errors, mapped in ``api/errors.py``.
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
@@ -25,7 +22,6 @@ from fhir_safety.services.news2_operation import (
     news2_for_patient,
     news2_from_bundle,
 )
-from fhir_safety.terminology import Terminology
 
 __all__ = ["router"]
 
@@ -50,7 +46,7 @@ async def calculate_news2(request: Request, state: StateDep, _: Authenticated) -
         patient_id=None,
         now=state.clock(),
         settings=state.settings,
-        terminology=_terminology(state.settings.terminology_dir),
+        terminology=state.terminology,
     )
     return _respond(answer)
 
@@ -61,7 +57,7 @@ async def calculate_patient_news2(
 ) -> JSONResponse:
     """NEWS2 for one patient: from the Bundle sent, or else from the configured FHIR server."""
     settings = state.settings
-    terminology = _terminology(settings.terminology_dir)
+    terminology = state.terminology
     if await request.body():
         body = await read_model(request, _Resource, settings.max_body_bytes)
         answer = news2_from_bundle(
@@ -93,8 +89,3 @@ async def calculate_patient_news2(
 def _respond(answer: News2Answer) -> JSONResponse:
     return JSONResponse(answer.resource, media_type=FHIR_JSON)
 
-
-@functools.lru_cache(maxsize=4)
-def _terminology(directory: Path) -> Terminology:
-    # AppState does not carry the app's Terminology; the files are read once per process.
-    return Terminology.load(directory)
