@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from fhir_safety.domain import Finding, Severity, Topic
-from fhir_safety.fhir.resources import parse_fhir_datetime
+from pydantic import ValidationError
 
-__all__ = ["COULD_NOT_CHECK", "could_not_check", "local_date", "parse_when"]
+from fhir_safety.domain import Finding, Severity, Topic
+from fhir_safety.fhir.resources import (
+    CodeableConcept,
+    Medication,
+    MedicationRequest,
+    MedicationStatement,
+    Reference,
+    parse_fhir_datetime,
+)
+from fhir_safety.record import PatientRecord
+
+__all__ = ["COULD_NOT_CHECK", "could_not_check", "local_date", "medication_concept", "parse_when"]
 
 COULD_NOT_CHECK = Topic("could-not-check", "A safety check could not run")
 
@@ -43,3 +53,37 @@ def parse_when(value: str | None, zone: ZoneInfo) -> datetime | None:
 def local_date(moment: datetime, zone: ZoneInfo) -> date:
     """The calendar date of ``moment`` on the trust's wall clock."""
     return moment.astimezone(zone).date()
+
+
+def medication_concept(
+    resource: MedicationRequest | MedicationStatement, record: PatientRecord
+) -> CodeableConcept | None:
+    """The medicine's CodeableConcept: inline, a contained or sent Medication, or a display."""
+    if resource.medication_codeable_concept is not None:
+        return resource.medication_codeable_concept
+    reference = resource.medication_reference
+    if reference is None:
+        return None
+    medication = _resolve_medication(reference, resource, record)
+    if medication is not None and medication.code is not None:
+        return medication.code
+    return CodeableConcept(text=reference.display) if reference.display else None
+
+
+def _resolve_medication(
+    reference: Reference, resource: MedicationRequest | MedicationStatement, record: PatientRecord
+) -> Medication | None:
+    target = reference.reference or ""
+    if target.startswith("#"):  # a contained Medication
+        for raw in resource.contained:
+            if raw.get("resourceType") == "Medication" and raw.get("id") == target[1:]:
+                try:
+                    return Medication.model_validate(raw)
+                except ValidationError:
+                    return None  # an invalid Medication is not guessed at
+        return None
+    wanted = reference.target_id("Medication")
+    for candidate in (*record.draft_orders, *record.of_type(Medication)):
+        if isinstance(candidate, Medication) and wanted and candidate.id == wanted:
+            return candidate
+    return None

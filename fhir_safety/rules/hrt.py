@@ -38,8 +38,6 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from fhir_safety.config import HrtSettings
 from fhir_safety.domain import (
     PROJECT_CANONICAL,
@@ -54,16 +52,13 @@ from fhir_safety.fhir.resources import (
     CodeableConcept,
     Condition,
     Device,
-    Medication,
     MedicationRequest,
     MedicationStatement,
     Procedure,
-    Reference,
-    Resource,
 )
 from fhir_safety.hrt_doses import FAMILIES, HrtDoseTable, OestrogenProduct, parse_oestrogen_name
 from fhir_safety.record import PatientRecord
-from fhir_safety.rules.common import could_not_check, local_date, parse_when
+from fhir_safety.rules.common import could_not_check, local_date, medication_concept, parse_when
 from fhir_safety.terminology import SNOMED, CodeMatch, Terminology
 
 __all__ = [
@@ -383,7 +378,7 @@ def classify(
 def _request_item(
     record: PatientRecord, request: MedicationRequest, draft: bool, terminology: Terminology
 ) -> Item | None:
-    concept = _medication_concept(request, request.contained, record)
+    concept = medication_concept(request, record)
     classified = classify(concept, terminology)
     if classified is None:
         return None
@@ -411,7 +406,7 @@ def _request_item(
 def _statement_item(
     record: PatientRecord, statement: MedicationStatement, terminology: Terminology
 ) -> Item | None:
-    concept = _medication_concept(statement, statement.contained, record)
+    concept = medication_concept(statement, record)
     classified = classify(concept, terminology)
     if classified is None:
         return None
@@ -513,42 +508,6 @@ def _hysterectomy(record: PatientRecord, terminology: Terminology) -> tuple[str 
 def _condition_refuted(condition: Condition) -> bool:
     status = condition.verification_status
     return status is not None and any(c.code in NOT_TRUE for c in status.coding)
-
-
-def _medication_concept(
-    resource: MedicationRequest | MedicationStatement,
-    contained: Sequence[dict[str, Any]],
-    record: PatientRecord,
-) -> CodeableConcept | None:
-    """The medicine's CodeableConcept: inline, a contained or fetched Medication, or a display."""
-    if resource.medication_codeable_concept is not None:
-        return resource.medication_codeable_concept
-    reference = resource.medication_reference
-    if reference is None:
-        return None
-    medication = _resolve_medication(reference, contained, record)
-    if medication is not None and medication.code is not None:
-        return medication.code
-    return CodeableConcept(text=reference.display) if reference.display else None
-
-
-def _resolve_medication(
-    reference: Reference, contained: Sequence[dict[str, Any]], record: PatientRecord
-) -> Medication | None:
-    target = reference.reference or ""
-    if target.startswith("#"):
-        for raw in contained:
-            if raw.get("resourceType") == "Medication" and raw.get("id") == target[1:]:
-                try:
-                    return Medication.model_validate(raw)
-                except ValidationError:
-                    return None
-        return None
-    wanted = reference.target_id("Medication")
-    candidates: Iterable[Resource] = (*record.draft_orders, *record.of_type(Medication))
-    return next(
-        (c for c in candidates if isinstance(c, Medication) and wanted and c.id == wanted), None
-    )
 
 
 def _name(concept: CodeableConcept | None, found: CodeMatch) -> str:
@@ -1306,7 +1265,7 @@ class _Context:
 
     def _dose(self, oestrogen: Item) -> DoseAssessment:
         request = oestrogen.request
-        concept = _medication_concept(request, request.contained, self.record) if request else None
+        concept = medication_concept(request, self.record) if request else None
         product = oestrogen_product(concept, self.doses)
         dosage = request.dosage_instruction if request else []
         return assess_dose(product, dosage)

@@ -31,12 +31,10 @@ the two single codes the suggestions need are settings (``ValproateSettings``).
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Literal
-
-from pydantic import ValidationError
 
 from fhir_safety.config import ValproateSettings
 from fhir_safety.domain import (
@@ -52,16 +50,14 @@ from fhir_safety.fhir.resources import (
     CodeableConcept,
     Condition,
     Flag,
-    Medication,
     MedicationRequest,
     MedicationStatement,
     Observation,
     Procedure,
-    Reference,
     Resource,
 )
 from fhir_safety.record import PatientRecord
-from fhir_safety.rules.common import could_not_check, local_date, parse_when
+from fhir_safety.rules.common import could_not_check, local_date, medication_concept, parse_when
 from fhir_safety.terminology import ATC, SNOMED, CodeMatch, Terminology, canonical_system
 
 __all__ = [
@@ -801,7 +797,7 @@ def _ordered_products(
         ref = f"MedicationRequest/{order.id}" if order.id else f"draftOrders.entry[{index}]"
         if selected is not None and ref not in selected:
             continue
-        concept = _medication_concept(order, record)
+        concept = medication_concept(order, record)
         if concept is None or not _identifiable(concept, terminology):
             unknown.append(ref)
             continue
@@ -837,7 +833,7 @@ def _product(
     *,
     ref: str | None = None,
 ) -> ValproateProduct | None:
-    concept = _medication_concept(resource, record)
+    concept = medication_concept(resource, record)
     found = _valproate_match(concept, terminology)
     if found is None or concept is None:
         return None
@@ -880,42 +876,6 @@ def _identifiable(concept: CodeableConcept, terminology: Terminology) -> bool:
         )
         for c in concept.coding
     )
-
-
-def _medication_concept(
-    resource: MedicationRequest | MedicationStatement, record: PatientRecord
-) -> CodeableConcept | None:
-    if resource.medication_codeable_concept is not None:
-        return resource.medication_codeable_concept
-    reference = resource.medication_reference
-    if reference is None:
-        return None
-    medication = _resolve_medication(reference, resource.contained, record)
-    if medication is not None and medication.code is not None:
-        return medication.code
-    if reference.display:
-        return CodeableConcept(text=reference.display)
-    return None
-
-
-def _resolve_medication(
-    reference: Reference, contained: Sequence[dict[str, object]], record: PatientRecord
-) -> Medication | None:
-    target = reference.reference or ""
-    if target.startswith("#"):
-        for raw in contained:
-            if raw.get("resourceType") == "Medication" and raw.get("id") == target[1:]:
-                try:
-                    return Medication.model_validate(raw)
-                except ValidationError:
-                    return None
-        return None
-    medication_id = reference.target_id("Medication")
-    candidates: Iterable[Resource] = (*record.draft_orders, *record.of_type(Medication))
-    for candidate in candidates:
-        if isinstance(candidate, Medication) and candidate.id == medication_id:
-            return candidate
-    return None
 
 
 def _first_display(concept: CodeableConcept) -> str | None:
