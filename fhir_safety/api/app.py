@@ -19,6 +19,7 @@ from fhir_safety.api.routes import (
     feedback,
     hooks,
     hrt_check,
+    incidents,
     news2,
     operations,
     registry,
@@ -92,6 +93,7 @@ def create_app(
         registry.router,
         news2.router,
         hrt_check.router,
+        incidents.router,
         operations.router,
     ):
         app.include_router(router)

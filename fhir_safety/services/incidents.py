@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
@@ -158,8 +158,9 @@ class IncidentService:
                     f"AdverseEvent/{request.incident_id} already has an open learning response "
                     f"({status.response_ref})"
                 )
+        family = [await self._known_family_member(m, request.patient_id) for m in request.family]
         bundle = investigation_bundle(
-            request,
+            replace(request, family=tuple(family)),
             existing,
             now=self._clock(),
             zone=self._zone,
@@ -230,6 +231,29 @@ class IncidentService:
         )
         statuses = await asyncio.gather(*(self.engagement_status(i) for i in incident_ids))
         return [s for s in statuses if s.open]
+
+    async def _known_family_member(self, member: FamilyMember, patient_id: str) -> FamilyMember:
+        """An existing RelatedPerson must exist and be related to this patient; take its name."""
+        if member.reference is None:
+            return member
+        person_id = member.reference.removeprefix("RelatedPerson/")
+        try:
+            person = await self._client.read("RelatedPerson", person_id)
+        except FhirNotFoundError as exc:
+            raise InvalidRequestError(
+                f"no {member.reference} on the FHIR server", location="family"
+            ) from exc
+        related_to = Reference(reference=(person.get("patient") or {}).get("reference"))
+        if engagement.reference_id(related_to, "Patient") != patient_id:
+            raise InvalidRequestError(
+                f"{member.reference} is not related to Patient/{patient_id}", location="family"
+            )
+        relationship = [r.get("text") for r in person.get("relationship", []) if r.get("text")]
+        return replace(
+            member,
+            name=member.name or _person_name(person),
+            relationship=member.relationship or (relationship[0] if relationship else None),
+        )
 
     async def _read_incident(self, incident_id: str) -> dict[str, Any]:
         try:
@@ -327,6 +351,8 @@ def step_bundle(
 ) -> dict[str, Any]:
     """The transaction that records one step: the updated Task(s) and the Communication."""
     when = record.when or now
+    task_url = f"urn:uuid:{new_id()}"
+    version = (step_task.get("meta") or {}).get("versionId")
     task = {k: v for k, v in step_task.items() if k not in {"meta", "text"}}
     task["meta"] = {"profile": [ENGAGEMENT_TASK_PROFILE]}
     task["lastModified"] = _iso(now)
@@ -335,7 +361,7 @@ def step_bundle(
         task["note"] = [*task.get("note", []), {"time": _iso(when), "text": record.note}]
     if record.outcome == "done":
         comm_url = f"urn:uuid:{new_id()}"
-        entries.append(_post(comm_url, _communication(status, task, record, when)))
+        entries.append(_post(comm_url, _communication(status, task, task_url, record, when)))
         task["status"] = "completed"
         task["executionPeriod"] = {**task.get("executionPeriod", {}), "end": _iso(when)}
         task["output"] = [
@@ -360,7 +386,7 @@ def step_bundle(
         task["restriction"] = restriction
         if task.get("status") == "on-hold":
             task["status"] = "requested"
-    entries.insert(0, _put(task))
+    entries.insert(0, _put(task, task_url, if_match=version))
     if response_task is not None and record.questions:
         updated = dict(response_task)
         updated["input"] = [
@@ -370,14 +396,18 @@ def step_bundle(
                 for q in record.questions
             ),
         ]
-        entries.append(_put(updated))
+        entries.append(_put(updated, f"urn:uuid:{new_id()}"))
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
 
 
 def _communication(
-    status: EngagementStatus, task: Mapping[str, Any], record: StepRecord, when: datetime
+    status: EngagementStatus,
+    task: Mapping[str, Any],
+    task_url: str,
+    record: StepRecord,
+    when: datetime,
 ) -> dict[str, Any]:
-    task_ref = {"reference": f"Task/{task['id']}", "type": "Task"}
+    task_ref = {"reference": task_url, "type": "Task"}
     recipients = (
         [{"reference": record.recipient, "type": "RelatedPerson"}]
         if record.recipient
@@ -457,8 +487,9 @@ def _incident_entry(
         ] + [extension]
         profiles = (existing.get("meta") or {}).get("profile", [])
         incident["meta"] = {"profile": list(dict.fromkeys([*profiles, SAFETY_INCIDENT_PROFILE]))}
-        entries.append(_put(incident, if_match=(existing.get("meta") or {}).get("versionId")))
-        return f"AdverseEvent/{existing['id']}"
+        url = f"urn:uuid:{new_id()}"
+        entries.append(_put(incident, url, if_match=(existing.get("meta") or {}).get("versionId")))
+        return url
     if not request.event or not request.occurred:
         raise InvalidRequestError(
             "a new incident needs what happened (event) and when (occurred)", location="event"
@@ -490,7 +521,7 @@ def _family_reference(
     if member.reference is not None:
         ref = {"reference": member.reference, "type": "RelatedPerson"}
         if member.name:
-            ref["display"] = member.name
+            ref["display"] = _with_relationship(member)
         return ref
     person: dict[str, Any] = {
         "resourceType": "RelatedPerson",
@@ -514,8 +545,22 @@ def _family_reference(
         person["telecom"] = telecom
     url = f"urn:uuid:{new_id()}"
     entries.append(_post(url, person))
-    display = f"{member.name} ({member.relationship})" if member.relationship else member.name
-    return {"reference": url, "type": "RelatedPerson", "display": display or "family member"}
+    return {"reference": url, "type": "RelatedPerson", "display": _with_relationship(member)}
+
+
+def _with_relationship(member: FamilyMember) -> str:
+    name = member.name or "family member"
+    return f"{name} ({member.relationship})" if member.relationship else name
+
+
+def _person_name(person: Mapping[str, Any]) -> str | None:
+    for name in person.get("name", []):
+        if name.get("text"):
+            return str(name["text"])
+        parts = [*name.get("given", []), name.get("family")]
+        if any(parts):
+            return " ".join(str(p) for p in parts if p)
+    return None
 
 
 def _lead(request: NewInvestigation) -> dict[str, str] | None:
@@ -597,16 +642,15 @@ def _post(full_url: str, resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _put(resource: Mapping[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
+def _put(
+    resource: Mapping[str, Any], full_url: str, *, if_match: str | None = None
+) -> dict[str, Any]:
+    """An update; ``full_url`` (urn:uuid) is how other entries refer to it (FHIR R4 Bundle)."""
     request = {"method": "PUT", "url": f"{resource['resourceType']}/{resource['id']}"}
     version = if_match or (resource.get("meta") or {}).get("versionId")
     if version:
         request["ifMatch"] = f'W/"{version}"'
-    return {
-        "fullUrl": f"{resource['resourceType']}/{resource['id']}",
-        "resource": dict(resource),
-        "request": request,
-    }
+    return {"fullUrl": full_url, "resource": dict(resource), "request": request}
 
 
 def _ref(url: str) -> dict[str, str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -235,7 +236,7 @@ def detected_issue(
     story: ClassifiedStory, threshold: float, lexicon_version: str, now: datetime
 ) -> dict[str, Any]:
     """A possible safety incident in a story, with the phrases that scored as evidence."""
-    story_ref = {"reference": f"Communication/{story.opinion.resource_id}"}
+    story_ref = {"reference": _full_url(f"Communication/{story.opinion.resource_id}")}
     evidence = story.signal.evidence
     phrases = "; ".join(f'{m.category}: "{m.text}" ({m.counted:g})' for m in evidence)
     return {
@@ -319,7 +320,16 @@ def write_outputs(result: StoryResult, out_dir: Path) -> None:
 
 def _put(resource: dict[str, Any]) -> dict[str, Any]:
     url = f"{resource['resourceType']}/{resource['id']}"
-    return {"fullUrl": url, "resource": resource, "request": {"method": "PUT", "url": url}}
+    return {
+        "fullUrl": _full_url(url),
+        "resource": resource,
+        "request": {"method": "PUT", "url": url},
+    }
+
+
+def _full_url(reference: str) -> str:
+    """A stable urn:uuid for a resource of the Bundle (other entries refer to it by this)."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{CARE_OPINION_OPINIONS}/{reference}')}"
 
 
 # -- measurement on a labelled set (docs/stories.md) ---------------------------------------

@@ -8,9 +8,7 @@ endpoints.
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
@@ -20,7 +18,6 @@ from pydantic.alias_generators import to_camel
 
 from fhir_safety.api.body import read_model
 from fhir_safety.api.deps import Authenticated, StateDep
-from fhir_safety.config import REPO_ROOT
 from fhir_safety.errors import DataUnavailableError
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.services.incidents import (
@@ -31,7 +28,6 @@ from fhir_safety.services.incidents import (
     parse_step_outcome,
     status_json,
 )
-from fhir_safety.terminology import Terminology, load_default_terminology
 
 __all__ = ["router"]
 
@@ -153,15 +149,7 @@ def _service(state: StateDep) -> IncidentService:
     return IncidentService(
         client,
         settings.incidents,
-        _terminology(settings.terminology_dir),
+        state.terminology,
         zone=ZoneInfo(settings.timezone),
         clock=state.clock,
     )
-
-
-@functools.cache
-def _terminology(directory: Path) -> Terminology:
-    """The same ValueSets the hooks use, loaded once per directory."""
-    if directory == REPO_ROOT / "terminology":
-        return load_default_terminology()
-    return Terminology.load(directory)

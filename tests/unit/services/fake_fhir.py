@@ -68,6 +68,8 @@ class FakeFhirServer:
             if entry["request"]["method"] == "POST":
                 self._next += 1
                 ids[entry["fullUrl"]] = f"{entry['resource']['resourceType']}/{self._next}"
+            elif "fullUrl" in entry:
+                ids[entry["fullUrl"]] = entry["request"]["url"]
         staged: list[tuple[str, str, dict[str, Any], str]] = []
         for entry in bundle["entry"]:
             resource = _rewrite(copy.deepcopy(entry["resource"]), ids)

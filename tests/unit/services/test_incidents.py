@@ -121,11 +121,20 @@ async def test_open_investigation_on_existing_incident_updates_it(
             "recordedDate": "2026-11-01T12:00:00Z",
         }
     )
+    server.add(
+        {
+            "resourceType": "RelatedPerson",
+            "id": "rp1",
+            "patient": {"reference": "Patient/p1"},
+            "name": [{"given": ["Sam"], "family": "Example"}],
+            "relationship": [{"text": "son"}],
+        }
+    )
     request = NewInvestigation(
         patient_id="p1",
         learning_response="after-action-review",
         incident_id="ae9",
-        family=(FamilyMember(reference="RelatedPerson/rp1", name="Sam Example"),),
+        family=(FamilyMember(reference="RelatedPerson/rp1"),),
         due="2026-12-20",
     )
     status = await service.open_investigation(request)
@@ -133,6 +142,7 @@ async def test_open_investigation_on_existing_incident_updates_it(
     assert put[0]["request"] == {"method": "PUT", "url": "AdverseEvent/ae9", "ifMatch": 'W/"1"'}
     incident = server.store[("AdverseEvent", "ae9")]
     assert SAFETY_INCIDENT_PROFILE in incident["meta"]["profile"]
+    assert status.family == ("Sam Example (son)",)
     assert status.response_due is not None
     assert status.response_due.isoformat() == "2026-12-20"
     # First contact is due 10 days after the incident was recorded, so it is already overdue.
@@ -217,6 +227,11 @@ async def test_record_first_contact_creates_communication(
     )
     [communication] = server.of_type("Communication")
     assert_valid_r4(communication)
+    # The step's Task is updated only if nobody changed it meanwhile.
+    update = server.transactions[-1]["entry"][0]
+    assert update["request"]["ifMatch"] == 'W/"1"'
+    assert update["fullUrl"].startswith("urn:uuid:")
+    assert communication["partOf"][0]["reference"] == update["request"]["url"]
     assert communication["recipient"][0]["reference"].startswith("RelatedPerson/")
     assert communication["subject"]["reference"] == "Patient/p1"
     assert communication["about"][0]["reference"] == opened.incident_ref
@@ -359,3 +374,27 @@ async def test_describe_steps_words(service: IncidentService) -> None:
     status = await service.open_investigation(NEW)
     rows = dict(describe_steps(status.steps))
     assert rows["First contact with the patient or family"] == "due 2026-12-06"
+
+
+@pytest.mark.parametrize(
+    ("person", "message"),
+    [
+        (None, "no RelatedPerson/rp7 on the FHIR server"),
+        ({"patient": {"reference": "Patient/someone-else"}}, "is not related to Patient/p1"),
+    ],
+)
+async def test_open_investigation_checks_the_family_member(
+    service: IncidentService, server: FakeFhirServer, person: dict[str, Any] | None, message: str
+) -> None:
+    if person is not None:
+        server.add({"resourceType": "RelatedPerson", "id": "rp7", **person})
+    request = NewInvestigation(
+        patient_id="p1",
+        learning_response="psii",
+        event="x",
+        occurred="2026-11-20",
+        family=(FamilyMember(reference="RelatedPerson/rp7"),),
+    )
+    with pytest.raises(InvalidRequestError, match=message):
+        await service.open_investigation(request)
+    assert server.transactions == []

@@ -106,7 +106,9 @@ def test_classify_outputs_valid_fhir() -> None:
         "Communication",
     ]
     for entry in result.bundle["entry"]:
-        assert entry["request"] == {"method": "PUT", "url": entry["fullUrl"]}
+        resource_ref = f"{entry['resource']['resourceType']}/{entry['resource']['id']}"
+        assert entry["request"] == {"method": "PUT", "url": resource_ref}
+        assert entry["fullUrl"].startswith("urn:uuid:")
         resource = entry["resource"]
         get_fhir_model_class(resource["resourceType"]).model_validate(resource)
     communication, issue, _ = resources
@@ -115,7 +117,10 @@ def test_classify_outputs_valid_fhir() -> None:
     assert communication["recipient"][0]["identifier"]["value"] == "ZZ102"
     assert communication["sent"] == "2026-11-01T10:00:00Z"
     assert communication["sender"] == {"display": "relative (Care Opinion author)"}
-    assert issue["implicated"] == [{"reference": "Communication/careopinion-1"}]
+    # Bundle entries refer to each other by their urn:uuid fullUrl (the server rewrites them).
+    communication_url = result.bundle["entry"][0]["fullUrl"]
+    assert communication_url.startswith("urn:uuid:")
+    assert issue["implicated"] == [{"reference": communication_url}]
     assert issue["severity"] == "high"  # score >= twice the threshold
     evidence = [e["code"][0]["text"] for e in issue["evidence"]]
     assert 'wrong patient: "another patient\'s"' in evidence

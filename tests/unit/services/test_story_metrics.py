@@ -49,11 +49,15 @@ def test_split_is_alternate_stories_within_each_kind() -> None:
         assert item["split"] == expected, item["opinion"]["id"]
         seen[item["kind"]] += 1
     splits = Counter((s.split, s.incident) for s in load_labelled(LABELLED))
-    assert all(splits[(split, label)] >= 45 for split in ("dev", "held-out") for label in (True, False))
+    assert all(
+        splits[(split, label)] >= 45 for split in ("dev", "held-out") for label in (True, False)
+    )
 
 
 def test_hard_negatives_include_the_cases_the_issue_names() -> None:
-    bodies = [s["opinion"]["body"].lower() for s in raw()["stories"] if s["kind"] == "hard-negative"]
+    bodies = [
+        s["opinion"]["body"].lower() for s in raw()["stories"] if s["kind"] == "hard-negative"
+    ]
     assert any("fell" in b and "wonderful" in b for b in bodies)  # praise that mentions a fall
     assert any("no mistakes were made" in b for b in bodies)
     assert any("custard" in b or "pudding" in b for b in bodies)  # jokes about food
@@ -61,7 +65,8 @@ def test_hard_negatives_include_the_cases_the_issue_names() -> None:
 
 def test_documented_figures_are_the_measured_ones() -> None:
     doc = DOC.read_text(encoding="utf-8")
-    assert START in doc and END in doc, "docs/stories.md lost its story-metrics markers"
+    assert START in doc, "docs/stories.md lost its story-metrics start marker"
+    assert END in doc, "docs/stories.md lost its story-metrics end marker"
     documented = doc.split(START, 1)[1].split(END, 1)[0].strip()
     measured = metrics_markdown(LABELLED, LEXICON, Settings().stories.threshold)
     assert documented == measured.strip(), (
