@@ -65,9 +65,7 @@ async def _handle_fhir_safety_error(request: Request, error: Exception) -> JSONR
             operation_outcome(code, None), status_code=401, headers={"WWW-Authenticate": "Bearer"}
         )
     level = logging.ERROR if status >= 500 else logging.INFO
-    log.log(
-        level, "request refused", extra={"fields": {"status": status, "path": request.url.path}}
-    )
+    log.log(level, "request refused", extra={"fields": {"status": status, "path": _route(request)}})
     body = operation_outcome(code, error.message, error.location)
     return JSONResponse(body, status_code=status, media_type="application/fhir+json")
 
@@ -92,8 +90,15 @@ async def _handle_validation_error(_: Request, error: Exception) -> JSONResponse
 
 
 async def _handle_unexpected(request: Request, _: Exception) -> JSONResponse:
-    log.exception("unexpected error", extra={"fields": {"path": request.url.path}})
+    log.exception("unexpected error", extra={"fields": {"path": _route(request)}})
     return JSONResponse(operation_outcome("exception", "internal error"), status_code=500)
+
+
+def _route(request: Request) -> str:
+    """The matched route's template for the log, never the raw path: paths carry patient ids
+    (``/fhir-safety/Patient/{patient_id}/$news2``)."""
+    path = getattr(request.scope.get("route"), "path", None)
+    return path if isinstance(path, str) else "(no route)"
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-__all__ = ["ERRORS", "OperationOutcomeBody", "errors"]
+__all__ = ["ERRORS", "FHIR_ROUTE_ERRORS", "OperationOutcomeBody", "errors"]
 
 
 class OutcomeIssue(BaseModel):
@@ -24,10 +24,12 @@ class OperationOutcomeBody(BaseModel):
 _DESCRIPTIONS = {
     400: "Malformed JSON, not a CDS Hooks request, or a hook the service does not answer",
     401: "JWT missing or not acceptable (no detail is given)",
-    404: "No such CDS service",
+    404: "No such CDS service or resource",
+    409: "The resource changed on the FHIR server meanwhile (version conflict)",
     412: "Data the service requires could be had neither from prefetch nor from the FHIR server",
     413: "Request body over the configured size",
     422: "Hook context or a FHIR resource in the request is invalid",
+    502: "The FHIR server answered with an error",
     503: "The service's database is unavailable",
 }
 
@@ -42,6 +44,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     }
     for status, text in _DESCRIPTIONS.items()
 }
+
+
+# What a route that reads or writes the FHIR server on the caller's behalf can answer.
+FHIR_ROUTE_ERRORS = (400, 401, 404, 409, 412, 413, 422, 502)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

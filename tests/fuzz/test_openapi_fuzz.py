@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from fhir_safety.api.app import create_app
 from fhir_safety.config import Settings
@@ -52,6 +53,9 @@ def test_api_never_errors_and_matches_its_schema(service_url: str, operation: An
         database=None,
     )
     def check(case: schemathesis.Case) -> None:
-        case.call_and_validate(base_url=service_url)
+        # Not "positive data acceptance": a schema-valid request can still be unanswerable
+        # (412 with no data source, 400 for a hook the service does not answer); what the
+        # issue asks is no 5xx and responses that match the documented schema and statuses.
+        case.call_and_validate(base_url=service_url, excluded_checks=[positive_data_acceptance])
 
     check()

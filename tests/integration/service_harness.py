@@ -97,7 +97,10 @@ def scenario_from_example(
         if isinstance(context.get(key), str):
             renamed_context[key] = ids[context[key]]
     bare["context"] = renamed_context
-    loaded = [_rename(r, ids) for r in resources]
+    # One resource may answer several prefetch keys (e.g. an ACVPU Observation is both a
+    # vital sign and an ACVPU reading): load each once.
+    unique = {(r["resourceType"], r.get("id")): r for r in resources}
+    loaded = [_rename(r, ids) for r in unique.values()]
     if not any(r["resourceType"] == "Patient" for r in loaded):
         loaded.append({"resourceType": "Patient", "id": renamed_context["patientId"]})
     return bare, loaded

@@ -231,6 +231,7 @@ def test_expand_and_validate_code_on_uploaded_terminology(fhir: httpx.Client) ->
     unknown = fhir.get(
         "/ValueSet/$validate-code", params={"url": value_set_url, "system": system, "code": "blue"}
     )
+    in_code_system = fhir.get("/CodeSystem/$validate-code", params={"url": system, "code": "red"})
 
     assert expansion.status_code == httpx.codes.OK, expansion.text
     codes = {c["code"] for c in expansion.json()["expansion"]["contains"]}
@@ -238,6 +239,7 @@ def test_expand_and_validate_code_on_uploaded_terminology(fhir: httpx.Client) ->
     assert {c["code"] for c in by_url.json()["expansion"]["contains"]} == codes
     assert _parameter(known.json(), "result") is True
     assert _parameter(unknown.json(), "result") is False
+    assert _parameter(in_code_system.json(), "result") is True
 
 
 def _parameter(parameters: dict[str, Any], name: str) -> Any:

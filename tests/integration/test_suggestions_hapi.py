@@ -58,8 +58,8 @@ def test_suggested_resources_validate_against_their_profiles(
     loaded_hapi: str, client: TestClient, example: str, service_id: str
 ) -> None:
     cards = client.post(f"/cds-services/{service_id}", json=load_example(example)).json()["cards"]
-    resources = suggested_resources(cards)
-    assert resources
+    assert any(card.get("suggestions") for card in cards)
+    resources = suggested_resources(cards)  # delete-only suggestions carry no resource
     for resource in resources:
         profiles = resource.get("meta", {}).get("profile", [])
         foreign = [p for p in profiles if not p.startswith(PROJECT_CANONICAL)]

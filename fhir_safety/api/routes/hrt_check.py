@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fhir_safety.api.body import read_model
 from fhir_safety.api.deps import Authenticated, StateDep
+from fhir_safety.api.openapi import FHIR_ROUTE_ERRORS, errors
 from fhir_safety.services.hrt_check import run_hrt_check
 
 __all__ = ["router"]
@@ -26,6 +27,7 @@ class FhirBody(BaseModel):
 @router.post(
     "/fhir-safety/MedicationRequest/$hrt-check",
     response_class=JSONResponse,
+    responses=errors(*FHIR_ROUTE_ERRORS),
     openapi_extra={
         "requestBody": {
             "required": True,

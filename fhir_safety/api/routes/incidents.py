@@ -18,6 +18,7 @@ from pydantic.alias_generators import to_camel
 
 from fhir_safety.api.body import read_model
 from fhir_safety.api.deps import Authenticated, StateDep
+from fhir_safety.api.openapi import FHIR_ROUTE_ERRORS, errors
 from fhir_safety.errors import DataUnavailableError
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.services.incidents import (
@@ -72,7 +73,7 @@ class StepBody(_Body):
     due: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
 
 
-@router.post("/incidents", status_code=201)
+@router.post("/incidents", status_code=201, responses=errors(*FHIR_ROUTE_ERRORS))
 async def create_investigation(request: Request, state: StateDep, _: Authenticated) -> JSONResponse:
     """Open an investigation: incident, learning response and the family-engagement plan."""
     body = await read_model(request, OpenInvestigationBody, state.settings.max_body_bytes)
@@ -93,7 +94,7 @@ async def create_investigation(request: Request, state: StateDep, _: Authenticat
     return JSONResponse(status_json(status), status_code=201)
 
 
-@router.post("/incidents/{incident_id}/steps/{step}")
+@router.post("/incidents/{incident_id}/steps/{step}", responses=errors(*FHIR_ROUTE_ERRORS))
 async def record_step(
     incident_id: str, step: str, request: Request, state: StateDep, _: Authenticated
 ) -> JSONResponse:
@@ -117,7 +118,7 @@ async def record_step(
     return JSONResponse(status_json(status))
 
 
-@router.get("/incidents/{incident_id}")
+@router.get("/incidents/{incident_id}", responses=errors(*FHIR_ROUTE_ERRORS))
 async def read_engagement_status(
     incident_id: str, state: StateDep, _: Authenticated
 ) -> JSONResponse:
@@ -126,7 +127,7 @@ async def read_engagement_status(
     return JSONResponse(status_json(status))
 
 
-@router.get("/incidents")
+@router.get("/incidents", responses=errors(*FHIR_ROUTE_ERRORS))
 async def read_open_investigations(state: StateDep, _: Authenticated) -> JSONResponse:
     """Every open investigation on the FHIR server, with its engagement status."""
     statuses = await _service(state).open_investigations()

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from fhir_safety.api.body import read_model
 from fhir_safety.api.deps import Authenticated, StateDep
+from fhir_safety.api.openapi import FHIR_ROUTE_ERRORS, errors
 from fhir_safety.errors import DataUnavailableError
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.services.news2_operation import (
@@ -37,7 +38,7 @@ class _Resource(BaseModel):
     resourceType: str  # noqa: N815 - the FHIR element name
 
 
-@router.post("/fhir-safety/$news2")
+@router.post("/fhir-safety/$news2", responses=errors(*FHIR_ROUTE_ERRORS))
 async def calculate_news2(request: Request, state: StateDep, _: Authenticated) -> JSONResponse:
     """NEWS2 from a Bundle of the patient's Observations (and Patient, Goals, Conditions)."""
     body = await read_model(request, _Resource, state.settings.max_body_bytes)
@@ -51,7 +52,7 @@ async def calculate_news2(request: Request, state: StateDep, _: Authenticated) -
     return _respond(answer)
 
 
-@router.post("/fhir-safety/Patient/{patient_id}/$news2")
+@router.post("/fhir-safety/Patient/{patient_id}/$news2", responses=errors(*FHIR_ROUTE_ERRORS))
 async def calculate_patient_news2(
     patient_id: str, request: Request, state: StateDep, _: Authenticated
 ) -> JSONResponse:
@@ -88,4 +89,3 @@ async def calculate_patient_news2(
 
 def _respond(answer: News2Answer) -> JSONResponse:
     return JSONResponse(answer.resource, media_type=FHIR_JSON)
-

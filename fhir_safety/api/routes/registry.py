@@ -15,6 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from fhir_safety.api.deps import Authenticated, StateDep
+from fhir_safety.api.openapi import FHIR_ROUTE_ERRORS, errors
 from fhir_safety.errors import DataUnavailableError
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.services import registry as valproate_registry
@@ -24,7 +25,11 @@ __all__ = ["router"]
 router = APIRouter(tags=["Registry"])
 
 
-@router.get("/fhir-safety/registry/valproate", response_model=None)
+@router.get(
+    "/fhir-safety/registry/valproate",
+    response_model=None,
+    responses=errors(*FHIR_ROUTE_ERRORS),
+)
 async def read_valproate_registry(
     state: StateDep, _: Authenticated, format: Literal["json", "csv", "fhir"] = "json"
 ) -> Response:
@@ -58,4 +63,3 @@ async def read_valproate_registry(
             valproate_registry.registry_bundle(built), media_type="application/fhir+json"
         )
     return JSONResponse(valproate_registry.registry_json(built))
-
