@@ -150,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_incident_commands(commands)
     add_story_commands(commands)
+    # Ward links for the patient and family concern form (issue 7, Martha's Rule).
+    from fhir_safety.concern_form.cli import add_concern_link_command
+
+    add_concern_link_command(commands)
     return parser
 
 

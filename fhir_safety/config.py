@@ -11,12 +11,13 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fhir_safety.errors import ConfigurationError
 
 __all__ = [
+    "DashboardSettings",
     "EngagementStepDue",
     "HrtSettings",
     "IncidentSettings",
@@ -268,6 +269,64 @@ class PelvicMeshSettings(BaseModel):
     default_region: NhsEnglandRegion | None = None
 
 
+class ConcernFormSettings(BaseModel):
+    """The patient and family concern form (fhir_safety/concern_form; docs/concern-form.md)."""
+
+    # How long a ward link works. Issue #7 brief: "e.g. valid 7 days": long enough for a week of
+    # the daily Martha's Rule question [S17], short enough that a lost card soon stops working.
+    # Lowering it also shortens links already handed out (they are checked against it).
+    link_lifetime_days: int = Field(default=7, ge=1, le=28)
+    # The base URL families open (``https://concern.trust.nhs.uk``). Unset: public_base_url,
+    # else http://host:port. Links are printed as ``{base}/concern/{code}``.
+    public_url: str | None = None
+    # The trust's Martha's Rule line (24/7 by definition [S16]): shown on every page as a tel:
+    # link ("call {marthas_rule_text} on {marthas_rule_phone}"). Unset: "speak to a nurse" only.
+    marthas_rule_phone: str | None = Field(default=None, pattern=r"^\+?[0-9][0-9 ()-]{2,29}$")
+    marthas_rule_text: str = Field(default="the Martha's Rule line", min_length=1, max_length=80)
+    # A form page may be left open this long before Send asks to confirm again (CSRF token age).
+    form_token_minutes: int = Field(default=120, ge=5, le=1440)
+    # Answers accepted per ward link per hour (several relatives may share one link).
+    submissions_per_hour: int = Field(default=6, ge=1, le=100)
+    # Worried/worse: create the Martha's Rule Task at once (same deterministic Task as the
+    # Subscription path, so never twice). Off: rely on the Subscription alone.
+    escalate_on_submit: bool = True
+    # After a worried/worse answer, how long the form waits to see the Task on the server
+    # before it says "being asked" (Subscription path) instead of "asked".
+    escalation_wait_seconds: float = Field(default=5.0, ge=0, le=20)
+    # Only take answers for a patient with an Encounter in progress: a link kept after
+    # discharge must not send the outreach team to an empty bed.
+    require_admission: bool = True
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+
+class DashboardSettings(BaseModel):
+    """The population dashboards in the browser (fhir_safety/web; docs/dashboards.md)."""
+
+    # Who may open the pages. "loopback": only a browser on this machine (a demo); "bearer": a
+    # JWT from one of ``issuers`` with ``aud`` = ``audience`` in the Authorization header (put
+    # there by an OIDC reverse proxy); "auto": bearer when issuers are configured, else loopback.
+    auth: Literal["auto", "loopback", "bearer"] = "auto"
+    # The ``aud`` of the tokens the proxy forwards (normally the OIDC client id). Needed for bearer.
+    audience: str | None = Field(default=None, validate_default=True)
+    # Where the population comes from. "auto": the FHIR server when ``fhir_server_url`` is set,
+    # else the folder of Bulk Data NDJSON files below (the committed demo population by default).
+    population_source: Literal["auto", "fhir-server", "ndjson"] = "auto"
+    ndjson_dir: Path = REPO_ROOT / "data" / "demo-population"
+    # How many patients' records are read from the FHIR server at once.
+    fhir_concurrency: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("audience")
+    @classmethod
+    def _audience_for_bearer(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("auth") == "bearer" and not value:
+            raise ValueError("dashboards.auth 'bearer' needs dashboards.audience (the token's aud)")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="FHIR_SAFETY_", env_nested_delimiter="__", extra="forbid"
@@ -305,6 +364,9 @@ class Settings(BaseSettings):
     terminology_dir: Path = REPO_ROOT / "terminology"
     log_level: str = "INFO"
     subscription_secret: str | None = None
+    # HMAC key of the concern form's ward links and form tokens (at least 32 characters).
+    # Rotating it revokes every link handed out (docs/concern-form.md).
+    concern_form_secret: SecretStr | None = Field(default=None, min_length=32)
 
     long_stay: LongStaySettings = Field(default_factory=LongStaySettings)
     news2: News2Settings = Field(default_factory=News2Settings)
@@ -316,6 +378,8 @@ class Settings(BaseSettings):
     pelvic_mesh: PelvicMeshSettings = Field(default_factory=PelvicMeshSettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     stories: StorySettings = Field(default_factory=StorySettings)
+    dashboards: DashboardSettings = Field(default_factory=DashboardSettings)
+    concern_form: ConcernFormSettings = Field(default_factory=ConcernFormSettings)
 
     @field_validator("public_base_url", "fhir_server_url")
     @classmethod

@@ -83,3 +83,6 @@ def configure_logging(level: str) -> None:
     # httpx logs full request URLs at INFO, which can carry patient ids in queries.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # uvicorn's access lines carry the raw path and query (/fhir-safety/Patient/<id>/$news2,
+    # /subscriptions/notify/Patient/<id>): off. Our own lines name the route template instead.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

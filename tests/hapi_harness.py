@@ -1,7 +1,8 @@
 """Start and stop fhir-safety's HAPI FHIR JPA R4 server (docker/hapi) for tests.
 
 The jar is built by ``scripts/hapi build`` (a no-op when it is up to date) and run as
-``java -Xmx1g -jar docker/hapi/target/fhir-safety-hapi.jar --server.port=<port>``, logging to
+``java -Xmx1g -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -jar docker/hapi/target/fhir-safety-hapi.jar
+--server.port=<port>`` (JVM options: ``$HAPI_JAVA_OPTS``, as for scripts/hapi), logging to
 ``.hapi/test-hapi-<port>.log``. ``start_hapi`` returns once ``GET /fhir/metadata`` answers.
 
     server = start_hapi(None)      # a free port
@@ -32,10 +33,13 @@ HAPI_SCRIPT = REPO_ROOT / "scripts" / "hapi"
 JAR_PATH = REPO_ROOT / "docker" / "hapi" / "target" / "fhir-safety-hapi.jar"
 STATE_DIR = REPO_ROOT / ".hapi"
 
+# Same defaults as scripts/hapi: C1 only and the serial GC start faster on 2 cores and use less memory.
+DEFAULT_JAVA_OPTS = ("-Xmx1g", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 STARTUP_TIMEOUT_S = 240.0
 BUILD_TIMEOUT_S = 1800.0
 STOP_TIMEOUT_S = 30.0
 LOG_TAIL_LINES = 60
+KEEP_LOGS = 10
 
 
 class HapiStartError(RuntimeError):
@@ -125,6 +129,20 @@ def _tail(path: Path, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _prune_old_logs(keep: int = KEEP_LOGS) -> None:
+    """Keep the newest ``keep`` test-hapi-*.log files (each run writes one)."""
+
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:  # removed meanwhile by a parallel test session
+            return 0.0
+
+    logs = sorted(STATE_DIR.glob("test-hapi-*.log"), key=mtime, reverse=True)
+    for old in logs[keep:]:
+        old.unlink(missing_ok=True)
+
+
 def _wait_for_metadata(server: HapiServer, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=5.0) as client:
@@ -151,17 +169,22 @@ def start_hapi(
     port: int | None = None,
     *,
     h2_file: Path | None = None,
-    java_opts: tuple[str, ...] = ("-Xmx1g",),
+    java_opts: tuple[str, ...] | None = None,
     timeout_s: float = STARTUP_TIMEOUT_S,
 ) -> HapiServer:
     """Build the jar if needed, start the server on ``port`` (a free one if None) and wait for it.
 
-    Raises HapiStartError, with the tail of the server log, if it does not come up within
-    ``timeout_s``; the process is stopped in that case.
+    ``java_opts`` defaults to ``$HAPI_JAVA_OPTS`` or DEFAULT_JAVA_OPTS. Raises HapiStartError,
+    with the tail of the server log, if it does not come up within ``timeout_s``; the process is
+    stopped in that case.
     """
     jar = build_jar()
+    if java_opts is None:
+        from_env = os.environ.get("HAPI_JAVA_OPTS", "").split()
+        java_opts = tuple(from_env) or DEFAULT_JAVA_OPTS
     port = free_port() if port is None else port
     STATE_DIR.mkdir(exist_ok=True)
+    _prune_old_logs()
     log_path = STATE_DIR / f"test-hapi-{port}.log"
     command = [_java(), *java_opts, "-jar", str(jar), f"--server.port={port}"]
     if h2_file is not None:

@@ -24,8 +24,10 @@ from fhir_safety.api.routes import (
     operations,
     registry,
     subscriptions,
+    ward,
 )
 from fhir_safety.cds.catalogue import CATALOGUE
+from fhir_safety.concern_form.api import router as concern_form_router
 from fhir_safety.config import Settings
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.fhir.resources import now_utc
@@ -94,7 +96,9 @@ def create_app(
         news2.router,
         hrt_check.router,
         incidents.router,
+        concern_form_router,
         operations.router,
+        ward.router,  # also the /dashboards pages (fhir_safety/web)
     ):
         app.include_router(router)
     app.state.metrics = metrics

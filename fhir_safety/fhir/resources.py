@@ -219,6 +219,9 @@ class Patient(Resource):
     deceased_boolean: bool | None = None
     deceased_date_time: str | None = None
     identifier: list[Identifier] = []
+    # The concern form greets the patient by first name and refuses inactive records.
+    active: bool | None = None
+    name: list[HumanName] = []
     # Reasonable adjustments (family/carer contacts) and pelvic mesh (region) read these.
     address: list[Address] = []
     contact: list[PatientContact] = []

@@ -11,9 +11,19 @@ The ground truth (``ground-truth.json``) records each patient's scenario and the
 status the scenario is meant to produce, worked out here from the scenario alone (not by the
 rules), so tests can check the registry against it independently.
 
+``hospital=True`` (for the dashboards, issue #10) adds, from a second random stream so that every
+resource above stays byte-identical: prescriber organisations on the valproate requests, and for
+about one adult in eight a current inpatient stay on one of four wards (admission date, bed, an
+expected discharge date or none, a discharge plan and "what matters to me" goals for some), a
+NEWS2 set of vital signs (recent, stale or incomplete), patient and family concerns, and Martha's
+Rule escalation Tasks. The hospital's Organizations and Locations travel with the first patient.
+
 Codes: valproate products from the ``valproate-products`` ValueSet; SNOMED CT codes from
 clinical.md (pregnancy 77386006, hysterectomy 236886002, menopause 289903006, LD register
-416075005, ARAF 2078951000000106 [S23]); LOINC vital signs from clinical.md section 1.4.
+416075005, ARAF 2078951000000106 [S23]); LOINC vital signs from clinical.md section 1.4; NEWS2
+observation codes from clinical.md sections 1.3-1.4 (ACVPU 1104441000000107 and its answers,
+breathing room air 722742002, on oxygen 371825009) [S1][S2][S4]; concern, concern-level and
+Martha's Rule codes from the project CodeSystems (clinical.md section 2.2: no national code).
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import json
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,9 +41,12 @@ from fhir_safety.rules.valproate import add_months
 from fhir_safety.terminology import ATC, LOINC, SNOMED, Terminology
 
 __all__ = [
+    "HOSPITAL_WARDS",
+    "PRESCRIBER_ORGANISATIONS",
     "SCENARIO_ACTIONS",
     "SyntheticPatient",
     "generate",
+    "snapshot_time",
     "write_bundles",
     "write_ground_truth",
     "write_ndjson",
@@ -127,13 +140,14 @@ class SyntheticPatient:
     scenario: Scenario
     learning_disability: bool
     resources: list[dict[str, Any]] = field(default_factory=list)
+    stay: dict[str, Any] | None = None  # hospital=True: the inpatient stay's ground truth
 
     @property
     def expected_action(self) -> str | None:
         return SCENARIO_ACTIONS[self.scenario]
 
     def truth(self) -> dict[str, Any]:
-        return {
+        truth: dict[str, Any] = {
             "patient_id": self.patient_id,
             "gender": self.gender,
             "age": self.age,
@@ -141,6 +155,9 @@ class SyntheticPatient:
             "learning_disability": self.learning_disability,
             "expected_action": self.expected_action,
         }
+        if self.stay is not None:
+            truth["stay"] = self.stay
+        return truth
 
 
 def generate(
@@ -150,13 +167,21 @@ def generate(
     terminology: Terminology,
     as_of: date = DEFAULT_AS_OF,
     valproate_rate: float = 0.2,
+    hospital: bool = False,
 ) -> list[SyntheticPatient]:
-    """``patients`` synthetic patients; the same arguments always give the same output."""
+    """``patients`` synthetic patients; the same arguments always give the same output.
+
+    ``hospital=True`` adds inpatient stays, NEWS2 vitals, concerns, escalations and prescriber
+    organisations (see the module docstring) without changing any other resource.
+    """
     rng = random.Random(seed)
     products = _valproate_products(terminology)
-    return [
+    population = [
         _patient(rng, seed, index, as_of, valproate_rate, products) for index in range(patients)
     ]
+    if hospital:
+        _add_hospital(population, seed, as_of)
+    return population
 
 
 def _valproate_products(terminology: Terminology) -> list[tuple[str, str, str]]:
@@ -424,6 +449,501 @@ def _condition(
         "subject": subject,
         "onsetDateTime": onset.isoformat(),
     }
+
+
+# -- hospital (hospital=True): stays, NEWS2 vitals, concerns, escalations, prescribers -------------
+
+LOCATION_PHYSICAL_TYPE = "http://terminology.hl7.org/CodeSystem/location-physical-type"
+V3_ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
+PLANNED_END_DATE_URL = (  # R5 Encounter.plannedEndDate as an R4 extension (rules/length_of_stay.py)
+    "http://hl7.org/fhir/5.0/StructureDefinition/extension-Encounter.plannedEndDate"
+)
+CARE_PLAN_CATEGORY = f"{PROJECT_CANONICAL}/CodeSystem/care-plan-category"
+WHAT_MATTERS = f"{PROJECT_CANONICAL}/CodeSystem/what-matters-to-me"
+CONCERN_SYSTEM = f"{PROJECT_CANONICAL}/CodeSystem/patient-concern"
+CONCERN_LEVEL = f"{PROJECT_CANONICAL}/CodeSystem/concern-level"
+MARTHAS_RULE = f"{PROJECT_CANONICAL}/CodeSystem/marthas-rule"
+CONCERN_PROFILE = f"{PROJECT_CANONICAL}/StructureDefinition/patient-concern"
+ESCALATION_PROFILE = f"{PROJECT_CANONICAL}/StructureDefinition/escalation-task"
+# The synthetic hospital: wards (Location ids, names) and prescribing organisations.
+HOSPITAL_WARDS: tuple[tuple[str, str], ...] = (
+    ("synth-ward-amu", "Acute Medical Unit"),
+    ("synth-ward-10", "Ward 10 (Respiratory)"),
+    ("synth-ward-12", "Ward 12 (Care of older people)"),
+    ("synth-ward-21", "Ward 21 (General surgery)"),
+)
+PRESCRIBER_ORGANISATIONS: tuple[tuple[str, str], ...] = (
+    ("synth-org-riverside", "Riverside Medical Practice"),
+    ("synth-org-parkview", "Parkview Surgery"),
+    ("synth-org-northgate", "Northgate Health Centre"),
+    ("synth-org-neurology", "City Hospital Neurology"),
+    ("synth-org-mental-health", "Community Mental Health Team"),
+)
+_INPATIENT_RATE = 0.12  # share of adults in hospital on the day
+_INPATIENT_MIN_AGE = 18  # adult wards only
+# The snapshot time of the synthetic population: 09:00 UTC on ``as_of`` (a morning board round).
+SNAPSHOT_TIME = time(9, 0)
+# ACVPU answers (clinical.md section 1.3 [S2][S13]).
+_ACVPU = {
+    "alert": ("248234008", "Mentally alert"),
+    "new-confusion": ("130987000", "Acute confusion"),
+    "voice": ("300202002", "Responds to voice"),
+}
+# FHIR R4 TaskStatus values a Martha's Rule call can be in; the first three are still open.
+_TASK_STATUSES = ("requested", "accepted", "in-progress", "completed")
+
+
+def snapshot_time(as_of: date) -> datetime:
+    """The moment the synthetic population describes: 09:00 UTC on ``as_of``."""
+    return datetime.combine(as_of, SNAPSHOT_TIME, tzinfo=UTC)
+
+
+def _add_hospital(population: Sequence[SyntheticPatient], seed: int, as_of: date) -> None:
+    """Add the hospital's data, drawing from its own stream so nothing else changes."""
+    rng = random.Random(f"{seed}-hospital")
+    now = snapshot_time(as_of)
+    beds = dict.fromkeys((ward for ward, _ in HOSPITAL_WARDS), 0)
+    if population:
+        population[0].resources.extend(_hospital_directory())
+    for person in population:
+        subject = {"reference": f"Patient/{person.patient_id}"}
+        for resource in person.resources:
+            if resource["resourceType"] == "MedicationRequest" and resource["id"].endswith(
+                "-valproate"
+            ):
+                org_id, name = rng.choice(PRESCRIBER_ORGANISATIONS)
+                resource["requester"] = {"reference": f"Organization/{org_id}", "display": name}
+        if person.age < _INPATIENT_MIN_AGE or rng.random() >= _INPATIENT_RATE:
+            continue
+        ward_id, ward_name = rng.choice(HOSPITAL_WARDS)
+        beds[ward_id] += 1
+        stay = _Stay(person.patient_id, subject, ward_id, ward_name, f"Bed {beds[ward_id]}", now)
+        person.resources.extend(stay.build(rng))
+        person.stay = stay.truth
+
+
+def _hospital_directory() -> list[dict[str, Any]]:
+    wards = [
+        {
+            "resourceType": "Location",
+            "id": ward_id,
+            "status": "active",
+            "name": name,
+            "mode": "instance",
+            "physicalType": {
+                "coding": [{"system": LOCATION_PHYSICAL_TYPE, "code": "wa", "display": "Ward"}]
+            },
+        }
+        for ward_id, name in HOSPITAL_WARDS
+    ]
+    organisations = [
+        {"resourceType": "Organization", "id": org_id, "active": True, "name": name}
+        for org_id, name in PRESCRIBER_ORGANISATIONS
+    ]
+    return wards + organisations
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class _Stay:
+    """One current inpatient stay and everything recorded during it."""
+
+    pid: str
+    subject: dict[str, str]
+    ward_id: str
+    ward_name: str
+    bed: str
+    now: datetime
+    truth: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def encounter_ref(self) -> dict[str, str]:
+        return {"reference": f"Encounter/{self.pid}-stay"}
+
+    def build(self, rng: random.Random) -> list[dict[str, Any]]:
+        days = rng.choices(
+            [rng.randint(0, 6), rng.randint(7, 20), rng.randint(21, 70)], [55, 30, 15]
+        )[0]
+        admitted_day = self.now.date() - timedelta(days=days)
+        admitted = datetime.combine(
+            admitted_day, time(rng.randint(0, 8), 15 * rng.randint(0, 3)), tzinfo=UTC
+        )
+        edd: date | None = None
+        edd_on = "none"
+        if rng.random() < 0.55:
+            edd = self.now.date() + timedelta(days=rng.randint(-4, 12))
+            edd_on = rng.choice(["encounter", "plan"])
+        out = [self._encounter(admitted, edd if edd_on == "encounter" else None)]
+        plan_shared = rng.random() < 0.6
+        has_plan = edd_on == "plan" or rng.random() < 0.25
+        if has_plan:
+            out.append(
+                self._discharge_plan(admitted, edd if edd_on == "plan" else None, plan_shared)
+            )
+        else:
+            plan_shared = False
+        goals = rng.random() < 0.4
+        if goals:
+            out.append(self._what_matters(rng))
+        vitals, vitals_kind, unwell = self._vitals(rng)
+        out.extend(vitals)
+        concern, level, escalation = self._concern(rng, unwell)
+        out.extend(concern)
+        said = next(
+            (r["effectiveDateTime"] for r in concern if r["resourceType"] == "Observation"), None
+        )
+        self.truth = {
+            "encounter": f"{self.pid}-stay",
+            "ward": self.ward_id,
+            "bed": self.bed,
+            "admitted": _utc(admitted),
+            "days": days,
+            "expected_discharge": edd.isoformat() if edd else None,
+            "discharge_plan": edd_on == "plan" or any(r["resourceType"] == "CarePlan" for r in out),
+            "plan_shared": plan_shared,
+            "goals": goals,
+            "vitals": vitals_kind,
+            "concern": level,
+            "concern_at": said,
+            "escalation": escalation,
+        }
+        return out
+
+    def _encounter(self, admitted: datetime, edd: date | None) -> dict[str, Any]:
+        encounter: dict[str, Any] = {
+            "resourceType": "Encounter",
+            "id": f"{self.pid}-stay",
+            "status": "in-progress",
+            "class": {"system": ACT_CODE, "code": "IMP", "display": "inpatient encounter"},
+            "subject": self.subject,
+            "period": {"start": _utc(admitted)},
+            "location": [
+                {
+                    "location": {
+                        "reference": f"Location/{self.ward_id}",
+                        "display": self.ward_name,
+                    },
+                    "status": "active",
+                    "physicalType": {"coding": [{"system": LOCATION_PHYSICAL_TYPE, "code": "wa"}]},
+                },
+                {
+                    "location": {"display": self.bed},
+                    "status": "active",
+                    "physicalType": {"coding": [{"system": LOCATION_PHYSICAL_TYPE, "code": "bd"}]},
+                },
+            ],
+        }
+        if edd is not None:
+            encounter["extension"] = [{"url": PLANNED_END_DATE_URL, "valueDate": edd.isoformat()}]
+        return encounter
+
+    def _discharge_plan(self, admitted: datetime, edd: date | None, shared: bool) -> dict[str, Any]:
+        period = {"start": admitted.date().isoformat()}
+        if edd is not None:
+            period["end"] = edd.isoformat()
+        plan: dict[str, Any] = {
+            "resourceType": "CarePlan",
+            "id": f"{self.pid}-discharge",
+            "status": "active",
+            "intent": "plan",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": CARE_PLAN_CATEGORY,
+                            "code": "discharge-plan",
+                            "display": "Discharge plan",
+                        }
+                    ]
+                }
+            ],
+            "title": "Discharge plan",
+            "subject": self.subject,
+            "encounter": self.encounter_ref,
+            "period": period,
+        }
+        if shared:
+            plan["contributor"] = [self.subject]
+        return plan
+
+    def _what_matters(self, rng: random.Random) -> dict[str, Any]:
+        wish = rng.choice(
+            [
+                "To be home for my grandson's birthday",
+                "To walk to the shops again",
+                "To get back to my allotment",
+                "To sleep in my own bed",
+            ]
+        )
+        return {
+            "resourceType": "Goal",
+            "id": f"{self.pid}-what-matters",
+            "lifecycleStatus": "active",
+            "category": [
+                {
+                    "coding": [
+                        {
+                            "system": WHAT_MATTERS,
+                            "code": "what-matters-to-me",
+                            "display": "What matters to me",
+                        }
+                    ]
+                }
+            ],
+            "description": {"text": wish},
+            "subject": self.subject,
+            "expressedBy": self.subject,
+        }
+
+    def _vitals(self, rng: random.Random) -> tuple[list[dict[str, Any]], str, bool]:
+        """A NEWS2 set: recent (most), stale (over 12 h), incomplete, or none at all."""
+        kind = rng.choices(["recent", "stale", "incomplete", "none"], [80, 8, 8, 4])[0]
+        health = rng.choices(["well", "unwell", "very-unwell"], [66, 24, 10])[0]
+        values: dict[str, Any] = {
+            "rr": rng.randint(12, 20),
+            "spo2": rng.randint(96, 99),
+            "oxygen": False,
+            "sbp": rng.randint(112, 165),
+            "pulse": rng.randint(55, 90),
+            "acvpu": "alert",
+            "temp": round(rng.uniform(36.2, 37.8), 1),
+        }
+        abnormal = {
+            "rr": rng.randint(21, 28),
+            "spo2": rng.randint(89, 95),
+            "oxygen": True,
+            "sbp": rng.randint(86, 108),
+            "pulse": rng.randint(95, 135),
+            "acvpu": rng.choice(["new-confusion", "voice"]),
+            "temp": round(rng.uniform(38.1, 39.4), 1),
+        }
+        count = {"well": 0, "unwell": rng.randint(1, 2), "very-unwell": rng.randint(3, 4)}[health]
+        for name in rng.sample(sorted(values), k=count):
+            values[name] = abnormal[name]
+        minutes = rng.randint(13 * 60, 20 * 60) if kind == "stale" else rng.randint(5, 11 * 60)
+        if kind == "incomplete":
+            del values[rng.choice(["temp", "acvpu", "sbp"])]
+        if kind == "none":
+            return [], kind, health != "well"
+        taken = _utc(self.now - timedelta(minutes=minutes))
+        return self._observations(values, taken), kind, health != "well"
+
+    def _observations(self, values: dict[str, Any], taken: str) -> list[dict[str, Any]]:
+        out = []
+        vital = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "vital-signs"}]}
+        survey = {"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}
+
+        def observation(suffix: str, code: list[dict[str, str]], **rest: Any) -> dict[str, Any]:
+            category = rest.pop("category", vital)
+            return {
+                "resourceType": "Observation",
+                "id": f"{self.pid}-news2-{suffix}",
+                "status": "final",
+                "category": [category],
+                "code": {"coding": code},
+                "subject": self.subject,
+                "encounter": self.encounter_ref,
+                "effectiveDateTime": taken,
+                **rest,
+            }
+
+        def quantity(value: float, unit: str, code: str) -> dict[str, Any]:
+            return {"value": value, "unit": unit, "system": UCUM, "code": code}
+
+        if "rr" in values:
+            out.append(
+                observation(
+                    "rr",
+                    [
+                        {"system": SNOMED, "code": "86290005", "display": "Respiratory rate"},
+                        {"system": LOINC, "code": "9279-1", "display": "Respiratory rate"},
+                    ],
+                    valueQuantity=quantity(values["rr"], "breaths/minute", "/min"),
+                )
+            )
+        if "spo2" in values:
+            out.append(
+                observation(
+                    "spo2",
+                    [
+                        {
+                            "system": LOINC,
+                            "code": "59408-5",
+                            "display": "Oxygen saturation in Arterial blood by Pulse oximetry",
+                        },
+                        {
+                            "system": LOINC,
+                            "code": "2708-6",
+                            "display": "Oxygen saturation in Arterial blood",
+                        },
+                    ],
+                    valueQuantity=quantity(values["spo2"], "%", "%"),
+                )
+            )
+        if "oxygen" in values:
+            code, display = (
+                ("371825009", "Patient on oxygen")
+                if values["oxygen"]
+                else ("722742002", "Breathing room air")
+            )
+            out.append(observation("o2", [{"system": SNOMED, "code": code, "display": display}]))
+        if "sbp" in values:
+            out.append(
+                observation(
+                    "bp",
+                    [
+                        {
+                            "system": LOINC,
+                            "code": "85354-9",
+                            "display": "Blood pressure panel with all children optional",
+                        }
+                    ],
+                    component=[
+                        {
+                            "code": {
+                                "coding": [
+                                    {
+                                        "system": LOINC,
+                                        "code": "8480-6",
+                                        "display": "Systolic blood pressure",
+                                    }
+                                ]
+                            },
+                            "valueQuantity": quantity(values["sbp"], "mmHg", "mm[Hg]"),
+                        }
+                    ],
+                )
+            )
+        if "pulse" in values:
+            out.append(
+                observation(
+                    "pulse",
+                    [{"system": LOINC, "code": "8867-4", "display": "Heart rate"}],
+                    valueQuantity=quantity(values["pulse"], "beats/minute", "/min"),
+                )
+            )
+        if "acvpu" in values:
+            answer, display = _ACVPU[values["acvpu"]]
+            out.append(
+                observation(
+                    "acvpu",
+                    [
+                        {
+                            "system": SNOMED,
+                            "code": "1104441000000107",
+                            "display": "ACVPU (Alert Confusion Voice Pain Unresponsive) scale score",
+                        }
+                    ],
+                    category=survey,
+                    valueCodeableConcept={
+                        "coding": [{"system": SNOMED, "code": answer, "display": display}]
+                    },
+                )
+            )
+        if "temp" in values:
+            out.append(
+                observation(
+                    "temp",
+                    [{"system": LOINC, "code": "8310-5", "display": "Body temperature"}],
+                    valueQuantity=quantity(values["temp"], "Cel", "Cel"),
+                )
+            )
+        return out
+
+    def _concern(
+        self, rng: random.Random, unwell: bool
+    ) -> tuple[list[dict[str, Any]], str | None, str | None]:
+        """Most days nobody is asked on the record; some answers are worried or worse."""
+        if rng.random() >= (0.5 if unwell else 0.25):
+            return [], None, None
+        level = rng.choices(["better", "same", "worse", "worried"], [25, 30, 20, 25])[0]
+        hours = rng.uniform(0.5, 23.5) if rng.random() < 0.8 else rng.uniform(26, 60)
+        said = self.now - timedelta(minutes=round(hours * 60))
+        by_family = rng.random() < 0.6
+        out: list[dict[str, Any]] = []
+        if by_family:
+            person = {
+                "resourceType": "RelatedPerson",
+                "id": f"{self.pid}-family",
+                "patient": self.subject,
+                "relationship": [
+                    {
+                        "coding": [
+                            {"system": V3_ROLE_CODE, "code": "FAMMEMB", "display": "family member"}
+                        ]
+                    }
+                ],
+            }
+            out.append(person)
+            performer = {"reference": f"RelatedPerson/{self.pid}-family", "display": "Family"}
+            who = "family-concern"
+        else:
+            performer = self.subject | {"display": "The patient"}
+            who = "patient-concern"
+        displays = {
+            "better": "Better",
+            "same": "About the same",
+            "worse": "Worse",
+            "worried": "Worried",
+        }
+        concern_id = f"{self.pid}-concern"
+        out.append(
+            {
+                "resourceType": "Observation",
+                "id": concern_id,
+                "meta": {"profile": [CONCERN_PROFILE]},
+                "status": "final",
+                "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey"}]}],
+                "code": {
+                    "coding": [
+                        {"system": CONCERN_SYSTEM, "code": "concern-observation"},
+                        {"system": CONCERN_SYSTEM, "code": who},
+                    ]
+                },
+                "subject": self.subject,
+                "encounter": self.encounter_ref,
+                "effectiveDateTime": _utc(said),
+                "performer": [performer],
+                "valueCodeableConcept": {
+                    "coding": [{"system": CONCERN_LEVEL, "code": level, "display": displays[level]}]
+                },
+            }
+        )
+        status: str | None = None
+        if level in {"worse", "worried"} and rng.random() < 0.7:
+            status = rng.choices(_TASK_STATUSES, [40, 25, 20, 15])[0]
+            out.append(
+                {
+                    "resourceType": "Task",
+                    "id": f"{self.pid}-escalation",
+                    "meta": {"profile": [ESCALATION_PROFILE]},
+                    "status": status,
+                    "intent": "order",
+                    "priority": "stat" if unwell else "urgent",
+                    "code": {
+                        "coding": [
+                            {
+                                "system": MARTHAS_RULE,
+                                "code": "marthas-rule-call",
+                                "display": "Martha's Rule call for rapid review",
+                            }
+                        ]
+                    },
+                    "for": self.subject,
+                    "encounter": self.encounter_ref,
+                    "authoredOn": _utc(min(said + timedelta(minutes=10), self.now)),
+                    "requester": performer,
+                    "owner": {
+                        "reference": "CareTeam/critical-care-outreach",
+                        "display": "Critical care outreach team",
+                    },
+                    "reasonReference": {"reference": f"Observation/{concern_id}"},
+                }
+            )
+        return out, level, status
 
 
 # -- writing --------------------------------------------------------------------------------------

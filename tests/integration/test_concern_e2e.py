@@ -34,9 +34,11 @@ from fhir_safety.concern_form.links import issue_link
 from fhir_safety.config import Settings
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.fhir.resources import now_utc
+from fhir_safety.services.concern_submission import CONCERN_PROFILE
 from fhir_safety.services.escalation import escalation_task_id
 from fhir_safety.services.subscriptions import SECRET_HEADER, register_subscription
 from fhir_safety.terminology import Terminology
+from tests.integration.fhir_loading import error_messages, validate
 from tests.integration.service_harness import serve_in_thread
 
 pytestmark = pytest.mark.integration
@@ -259,6 +261,9 @@ def test_form_concern_becomes_one_task_through_the_subscription_and_shows_on_the
     concern = the_concern(loaded_hapi, pid)
     assert concern["performer"][0]["reference"].startswith("RelatedPerson/")
     assert concern["valueCodeableConcept"]["coding"][0]["code"] == "worried"
+    with httpx.Client(timeout=120) as http:
+        outcome = validate(loaded_hapi, http, concern, CONCERN_PROFILE)
+    assert error_messages(outcome) == []
     (task,) = wait_for_tasks(loaded_hapi, pid)
     assert task["id"] == escalation_task_id(f"Observation/{concern['id']}")
     assert task["priority"] == "stat"  # concern together with NEWS2 5

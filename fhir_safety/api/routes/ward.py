@@ -17,14 +17,14 @@ includes one router for both.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import JSONResponse, Response
 
 from fhir_safety.api.app_state import AppState
 from fhir_safety.api.deps import Authenticated, StateDep
-from fhir_safety.api.openapi import ERRORS, OperationOutcomeBody, errors
+from fhir_safety.api.openapi import errors
 from fhir_safety.services import population as pop
 from fhir_safety.web.api import routes as dashboards
 
@@ -34,14 +34,9 @@ router = APIRouter(tags=["Wards"])
 
 # A Location id (FHIR id syntax) or the pseudo-ward of inpatients with no ward.
 WARD_ID = r"^([A-Za-z0-9\-.]{1,64}|_unassigned)$"
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **errors(400, 401, 412),
-    502: {
-        "model": OperationOutcomeBody,
-        "description": "The FHIR server holding the population failed or answered nonsense",
-        "content": ERRORS[412]["content"],
-    },
-}
+# 412: the configured population cannot be read (no server, no NDJSON folder); 502: its FHIR
+# server failed. A ward with nobody in it is an empty list, not a 404.
+_RESPONSES = errors(400, 401, 412, 502)
 
 
 @router.get("/fhir-safety/wards", response_model=None, responses=_RESPONSES)
@@ -68,7 +63,17 @@ async def read_ward(
     return JSONResponse(board.as_json())
 
 
-@router.get("/fhir-safety/long-stays", response_model=None, responses=_RESPONSES)
+@router.get(
+    "/fhir-safety/long-stays",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The long-stay list: JSON, or CSV with format=csv",
+            "content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}},
+        },
+        **_RESPONSES,
+    },
+)
 async def read_long_stays(
     state: StateDep,
     _: Authenticated,

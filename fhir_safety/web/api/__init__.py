@@ -1,0 +1,1 @@
+"""The dashboards' HTTP layer: FastAPI routes and access control (``routes``)."""
