@@ -122,7 +122,10 @@ public class FhirServerConfig {
 		LocalContainerEntityManagerFactoryBean emf =
 				HapiEntityManagerFactoryUtil.newEntityManagerFactory(beanFactory, fhirContext, storageSettings);
 		Map<String, Object> props = new HashMap<>(jpaProperties.getProperties());
-		props.putIfAbsent(AvailableSettings.DIALECT, dialectFor(dataSourceProperties.determineUrl()));
+		String url = dataSourceProperties.determineUrl();
+		if (!props.containsKey(AvailableSettings.DIALECT)) {
+			props.put(AvailableSettings.DIALECT, dialectFor(url));
+		}
 		props.putIfAbsent(AvailableSettings.HBM2DDL_AUTO, "update");
 		props.putIfAbsent(AvailableSettings.STATEMENT_BATCH_SIZE, "20");
 		props.putIfAbsent(AvailableSettings.USE_SECOND_LEVEL_CACHE, "false");
@@ -143,7 +146,8 @@ public class FhirServerConfig {
 		// Hibernate Search (HAPI needs it to $expand ValueSets over stored CodeSystems) is configured by the
 		// spring.jpa.properties.hibernate.search.* entries of settings.json: Lucene, index in the heap, or
 		// beside the H2 file (see FhirSafetyHapiApplication).
-		LOG.info("Database {} with dialect {}", dataSourceProperties.determineUrl(), props.get(AvailableSettings.DIALECT));
+		// Without the URL's parameters, which may hold a password.
+		LOG.info("Database {} with dialect {}", url.split("[?;]")[0], props.get(AvailableSettings.DIALECT));
 		emf.setPersistenceUnitName("HAPI_PU");
 		emf.setJpaPropertyMap(props);
 		emf.setDataSource(dataSource);
