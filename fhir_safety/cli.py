@@ -144,6 +144,11 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--format", choices=["bundles", "ndjson"], default="bundles")
     synth.add_argument("--as-of", help="the population's 'today' (default 2026-11-26)")
     synth.add_argument("--valproate-rate", type=float, default=0.2, help="share on valproate")
+    synth.add_argument(
+        "--hospital",
+        action="store_true",
+        help="add inpatient stays, wards, vitals, concerns and escalations (dashboards)",
+    )
     synth.set_defaults(handler=_synth)
     # Incident investigations with the family, safety signals in patient stories (issue 9).
     from fhir_safety.cli_incidents_stories import add_incident_commands, add_story_commands
@@ -473,6 +478,7 @@ def _synth(args: argparse.Namespace, settings: Settings) -> int:
         terminology=Terminology.load(settings.terminology_dir),
         as_of=as_of,
         valproate_rate=args.valproate_rate,
+        hospital=args.hospital,
     )
     if args.format == "ndjson":
         paths = synth.write_ndjson(population, args.out)

@@ -285,3 +285,26 @@ def test_cli_synth_then_registry(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 def test_cli_synth_rejects_bad_rate(tmp_path: Path) -> None:
     assert main(["synth", "--patients", "1", "--valproate-rate", "2", "--out", str(tmp_path)]) == 2
+
+
+def test_synth_cli_hospital_flag_adds_stays(tmp_path: Path) -> None:
+    from fhir_safety.cli import main
+
+    assert (
+        main(
+            [
+                "synth",
+                "--patients",
+                "30",
+                "--seed",
+                "4",
+                "--format",
+                "ndjson",
+                "--hospital",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "Encounter.ndjson").read_text().count('"in-progress"') > 0
