@@ -12,7 +12,8 @@ from fhir_safety.services.auth import VerifiedClient
 __all__ = ["Authenticated", "StateDep", "endpoint_url", "get_state"]
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
+    # async: FastAPI would run a sync dependency in the threadpool, a hop per request.
     state: AppState = request.app.state.fhir_safety
     return state
 

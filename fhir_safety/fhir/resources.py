@@ -130,7 +130,7 @@ class Coding(FhirModel):
 
 
 class CodeableConcept(FhirModel):
-    coding: list[Coding] = []
+    coding: list[Coding] = Field(default_factory=list)
     text: str | None = None
 
 
@@ -183,8 +183,8 @@ class HumanName(FhirModel):
     use: str | None = None
     text: str | None = None
     family: str | None = None
-    given: list[str] = []
-    prefix: list[str] = []
+    given: list[str] = Field(default_factory=list)
+    prefix: list[str] = Field(default_factory=list)
 
 
 class ContactPoint(FhirModel):
@@ -209,7 +209,7 @@ class Address(FhirModel):
 class Resource(FhirModel):
     resource_type: str
     id: str | None = None
-    extension: list[Extension] = []
+    extension: list[Extension] = Field(default_factory=list)
 
 
 class Patient(Resource):
@@ -218,21 +218,21 @@ class Patient(Resource):
     birth_date: str | None = None
     deceased_boolean: bool | None = None
     deceased_date_time: str | None = None
-    identifier: list[Identifier] = []
+    identifier: list[Identifier] = Field(default_factory=list)
     # The concern form greets the patient by first name and refuses inactive records.
     active: bool | None = None
-    name: list[HumanName] = []
+    name: list[HumanName] = Field(default_factory=list)
     # Reasonable adjustments (family/carer contacts) and pelvic mesh (region) read these.
-    address: list[Address] = []
-    contact: list[PatientContact] = []
+    address: list[Address] = Field(default_factory=list)
+    contact: list[PatientContact] = Field(default_factory=list)
 
     _check = field_validator("birth_date", "deceased_date_time")(_check_fhir_datetime)
 
 
 class PatientContact(FhirModel):
-    relationship: list[CodeableConcept] = []
+    relationship: list[CodeableConcept] = Field(default_factory=list)
     name: HumanName | None = None
-    telecom: list[ContactPoint] = []
+    telecom: list[ContactPoint] = Field(default_factory=list)
     period: Period | None = None
 
 
@@ -243,20 +243,20 @@ class Encounter(Resource):
     subject: Reference | None = None
     period: Period | None = None
     service_provider: Reference | None = None
-    location: list[dict[str, Any]] = []
+    location: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class CarePlan(Resource):
     resource_type: Literal["CarePlan"]
     status: str
     intent: str
-    category: list[CodeableConcept] = []
+    category: list[CodeableConcept] = Field(default_factory=list)
     subject: Reference
     encounter: Reference | None = None
     period: Period | None = None
     title: str | None = None
-    care_team: list[Reference] = []
-    contributor: list[Reference] = []
+    care_team: list[Reference] = Field(default_factory=list)
+    contributor: list[Reference] = Field(default_factory=list)
 
 
 class Goal(Resource):
@@ -265,9 +265,9 @@ class Goal(Resource):
     description: CodeableConcept
     subject: Reference
     expressed_by: Reference | None = None
-    category: list[CodeableConcept] = []
+    category: list[CodeableConcept] = Field(default_factory=list)
     start_date: str | None = None
-    target: list[GoalTarget] = []
+    target: list[GoalTarget] = Field(default_factory=list)
 
     _check = field_validator("start_date")(_check_fhir_datetime)
 
@@ -282,7 +282,7 @@ class Condition(Resource):
     resource_type: Literal["Condition"]
     clinical_status: CodeableConcept | None = None
     verification_status: CodeableConcept | None = None
-    category: list[CodeableConcept] = []
+    category: list[CodeableConcept] = Field(default_factory=list)
     code: CodeableConcept | None = None
     subject: Reference
     onset_date_time: str | None = None
@@ -301,10 +301,10 @@ class Procedure(Resource):
     subject: Reference
     performed_date_time: str | None = None
     performed_period: Period | None = None
-    reason_code: list[CodeableConcept] = []
-    used_code: list[CodeableConcept] = []  # e.g. the device product fitted (an LNG-IUS)
-    used_reference: list[Reference] = []
-    focal_device: list[ProcedureFocalDevice] = []
+    reason_code: list[CodeableConcept] = Field(default_factory=list)
+    used_code: list[CodeableConcept] = Field(default_factory=list)  # e.g. the device product fitted (an LNG-IUS)
+    used_reference: list[Reference] = Field(default_factory=list)
+    focal_device: list[ProcedureFocalDevice] = Field(default_factory=list)
 
     _check = field_validator("performed_date_time")(_check_fhir_datetime)
 
@@ -318,13 +318,13 @@ class MedicationRequest(Resource):
     subject: Reference
     authored_on: str | None = None
     group_identifier: Identifier | None = None
-    dosage_instruction: list[dict[str, Any]] = []
-    contained: list[dict[str, Any]] = []  # e.g. a contained Medication ("#med")
+    dosage_instruction: list[dict[str, Any]] = Field(default_factory=list)
+    contained: list[dict[str, Any]] = Field(default_factory=list)  # e.g. a contained Medication ("#med")
 
     _check = field_validator("authored_on")(_check_fhir_datetime)
     # The resource exactly as received: a suggestion that updates it must send the whole
     # resource back (CDS Hooks "update" action), not the few fields modelled here.
-    _source: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _source: dict[str, Any] = PrivateAttr(default={})
 
     @model_validator(mode="wrap")
     @classmethod
@@ -353,7 +353,7 @@ class MedicationStatement(Resource):
     effective_date_time: str | None = None
     effective_period: Period | None = None
     medication_reference: Reference | None = None
-    contained: list[dict[str, Any]] = []
+    contained: list[dict[str, Any]] = Field(default_factory=list)
     date_asserted: str | None = None
 
 
@@ -367,7 +367,7 @@ class Device(Resource):
     status: str | None = None
     type: CodeableConcept | None = None
     patient: Reference | None = None
-    device_name: list[DeviceName] = []
+    device_name: list[DeviceName] = Field(default_factory=list)
 
 
 class ObservationComponent(FhirModel):
@@ -379,7 +379,7 @@ class ObservationComponent(FhirModel):
 class Observation(Resource):
     resource_type: Literal["Observation"]
     status: str
-    category: list[CodeableConcept] = []
+    category: list[CodeableConcept] = Field(default_factory=list)
     code: CodeableConcept
     subject: Reference | None = None
     effective_date_time: str | None = None
@@ -390,10 +390,10 @@ class Observation(Resource):
     value_codeable_concept: CodeableConcept | None = None
     value_string: str | None = None
     value_boolean: bool | None = None
-    performer: list[Reference] = []
-    component: list[ObservationComponent] = []
-    note: list[dict[str, Any]] = []
-    derived_from: list[Reference] = []
+    performer: list[Reference] = Field(default_factory=list)
+    component: list[ObservationComponent] = Field(default_factory=list)
+    note: list[dict[str, Any]] = Field(default_factory=list)
+    derived_from: list[Reference] = Field(default_factory=list)
 
     _check = field_validator("effective_date_time", "effective_instant", "issued")(
         _check_fhir_datetime
@@ -403,7 +403,7 @@ class Observation(Resource):
 class Flag(Resource):
     resource_type: Literal["Flag"]
     status: str
-    category: list[CodeableConcept] = []
+    category: list[CodeableConcept] = Field(default_factory=list)
     code: CodeableConcept
     subject: Reference
     period: Period | None = None
@@ -415,12 +415,12 @@ class ServiceRequest(Resource):
     intent: str
     code: CodeableConcept | None = None
     subject: Reference
-    performer: list[Reference] = []
+    performer: list[Reference] = Field(default_factory=list)
     # Pelvic mesh referrals (rules/pelvic_mesh.py).
     authored_on: str | None = None
-    reason_code: list[CodeableConcept] = []
-    reason_reference: list[Reference] = []
-    supporting_info: list[Reference] = []
+    reason_code: list[CodeableConcept] = Field(default_factory=list)
+    reason_reference: list[Reference] = Field(default_factory=list)
+    supporting_info: list[Reference] = Field(default_factory=list)
 
     _check_service_request = field_validator("authored_on")(_check_fhir_datetime)
 
@@ -438,14 +438,14 @@ class Task(Resource):
     reason_reference: Reference | None = None
     requester: Reference | None = None
     # Incident learning responses and family engagement (rules/incident_engagement.py).
-    part_of: list[Reference] = []
+    part_of: list[Reference] = Field(default_factory=list)
     status_reason: CodeableConcept | None = None
     description: str | None = None
     last_modified: str | None = None
     execution_period: Period | None = None
     restriction: TaskRestriction | None = None
-    input: list[TaskParameter] = []
-    output: list[TaskParameter] = []
+    input: list[TaskParameter] = Field(default_factory=list)
+    output: list[TaskParameter] = Field(default_factory=list)
 
     _check_task = field_validator("authored_on", "last_modified")(_check_fhir_datetime)
 
@@ -454,7 +454,7 @@ class TaskRestriction(FhirModel):
     """Task.restriction: when the task is due (``period.end``) and for whom (``recipient``)."""
 
     period: Period | None = None
-    recipient: list[Reference] = []
+    recipient: list[Reference] = Field(default_factory=list)
 
 
 class TaskParameter(FhirModel):
@@ -471,7 +471,7 @@ class AdverseEvent(Resource):
 
     resource_type: Literal["AdverseEvent"]
     actuality: str
-    category: list[CodeableConcept] = []
+    category: list[CodeableConcept] = Field(default_factory=list)
     event: CodeableConcept | None = None
     subject: Reference
     encounter: Reference | None = None
@@ -489,7 +489,7 @@ class AdverseEvent(Resource):
 
 class ConsentProvision(FhirModel):
     type: str | None = None  # deny | permit
-    purpose: list[Coding] = []
+    purpose: list[Coding] = Field(default_factory=list)
     period: Period | None = None
 
 
@@ -499,12 +499,12 @@ class Consent(Resource):
     resource_type: Literal["Consent"]
     status: str
     scope: CodeableConcept | None = None
-    category: list[CodeableConcept] = []
+    category: list[CodeableConcept] = Field(default_factory=list)
     patient: Reference | None = None
     date_time: str | None = None
     policy_rule: CodeableConcept | None = None
     provision: ConsentProvision | None = None
-    contained: list[dict[str, Any]] = []  # NHS England FlagProvenance is contained
+    contained: list[dict[str, Any]] = Field(default_factory=list)  # NHS England FlagProvenance is contained
 
     _check = field_validator("date_time")(_check_fhir_datetime)
 
@@ -515,9 +515,9 @@ class RelatedPerson(Resource):
     resource_type: Literal["RelatedPerson"]
     active: bool | None = None
     patient: Reference
-    relationship: list[CodeableConcept] = []
-    name: list[HumanName] = []
-    telecom: list[ContactPoint] = []
+    relationship: list[CodeableConcept] = Field(default_factory=list)
+    name: list[HumanName] = Field(default_factory=list)
+    telecom: list[ContactPoint] = Field(default_factory=list)
     period: Period | None = None
 
 
