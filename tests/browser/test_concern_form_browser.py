@@ -15,7 +15,6 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,29 +26,14 @@ from fhir_safety.concern_form.links import issue_link
 from fhir_safety.config import Settings
 from fhir_safety.fhir.resources import now_utc
 from fhir_safety.terminology import Terminology
+from tests.browser.chromium import SCREENSHOTS, chromium_context
 from tests.integration.service_harness import serve_in_thread
 from tests.unit.concern_form.fake_server import BASE, SECRET, FakeFhir, encounter, patient
 
 pytestmark = pytest.mark.browser
 
-import playwright.sync_api as playwright_api  # noqa: E402 - dev dependency, never skipped
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 PHONE = {"width": 375, "height": 812}
-
-if not CHROMIUM.exists():  # pragma: no cover - depends on the machine
-    # scripts/test installs it (scripts/install-system); a browser test never passes by skipping.
-    pytest.fail("Debian chromium is not installed (apt-get install chromium)", pytrace=False)
 
 
 @pytest.fixture(scope="module")
@@ -85,22 +69,15 @@ def service(settings: Settings, fhir: FakeFhir, terminology: Terminology) -> Ite
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     profile = tmp_path_factory.mktemp("chromium-profile")
-    with playwright_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=FLAGS,
-            viewport=PHONE,
-            device_scale_factor=2,
-            is_mobile=True,
-            has_touch=True,
-            locale="en-GB",
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(
+        profile,
+        viewport=PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="en-GB",
+    ) as context:
+        yield context
     shutil.rmtree(profile, ignore_errors=True)
 
 

@@ -36,33 +36,17 @@ from fhir_safety.cli import main as cli_main
 from fhir_safety.config import Settings
 from fhir_safety.services import registry, synth
 from fhir_safety.terminology import Terminology
+from tests.browser.chromium import SCREENSHOTS, chromium_context
 from tests.conftest import FIXED_NOW, load_example
 from tests.integration.conftest import hapi_base_url  # noqa: F401 - the session fixture
 from tests.integration.service_harness import serve_in_thread
 
 pytestmark = pytest.mark.browser
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 DESKTOP = {"width": 1280, "height": 900}
 SEED = 41
 SOURCES = ["ndjson", pytest.param("hapi", marks=pytest.mark.integration)]
-
-if not CHROMIUM.exists():  # pragma: no cover - depends on the machine
-    pytest.skip(
-        "Debian chromium is not installed (apt-get install chromium)", allow_module_level=True
-    )
 
 
 @dataclass(frozen=True)
@@ -158,20 +142,13 @@ def site(request: pytest.FixtureRequest) -> Site:
 @pytest.fixture(scope="module")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     profile = tmp_path_factory.mktemp("chromium-dashboards")
-    with playwright_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=FLAGS,
-            viewport=DESKTOP,
-            locale="en-GB",
-            accept_downloads=True,
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium_context(
+        profile,
+        viewport=DESKTOP,
+        locale="en-GB",
+        accept_downloads=True,
+    ) as context:
+        yield context
     shutil.rmtree(profile, ignore_errors=True)
 
 
