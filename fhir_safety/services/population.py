@@ -229,12 +229,13 @@ class Population:
         requesters: dict[str, fhir.Reference | None] = {}
         for data in patients:
             requesters[data.patient_id] = self._valproate_requester(data)
-        names = await self._organisation_names(
+        names = await self._names(
+            "Organization",
             {
                 ref.reference.removeprefix("Organization/")
                 for ref in requesters.values()
                 if ref is not None and ref.reference and ref.target_id("Organization")
-            }
+            },
         )
         return {pid: _organisation_label(ref, names) for pid, ref in requesters.items()}
 
@@ -260,22 +261,21 @@ class Population:
                     return None
         return None
 
-    async def _organisation_names(self, ids: set[str]) -> dict[str, str]:
+    async def _names(self, resource_type: str, ids: set[str]) -> dict[str, str]:
+        """``name`` of each Organization or Location (ids without one are left out)."""
         if self._folder is not None:
             return {
-                i: name
-                for i in ids
-                if (name := self._folder.name_of("Organization", i)) is not None
+                i: name for i in ids if (name := self._folder.name_of(resource_type, i)) is not None
             }
         client = self._server()
 
-        async def one(org_id: str) -> tuple[str, str | None]:
+        async def one(resource_id: str) -> tuple[str, str | None]:
             try:
-                found = await client.read("Organization", org_id)
+                found = await client.read(resource_type, resource_id)
             except FhirError:
-                return org_id, None
+                return resource_id, None
             name = found.get("name")
-            return org_id, name if isinstance(name, str) else None
+            return resource_id, name if isinstance(name, str) else None
 
         results = await asyncio.gather(*(one(i) for i in sorted(ids)))
         return {i: name for i, name in results if name}
@@ -317,25 +317,9 @@ class Population:
         )
 
     async def _ward_names(self, encounters: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-        return await self._location_names(
-            {ref for e in encounters if (ref := _placement(e)[0]) is not None}
+        return await self._names(
+            "Location", {ref for e in encounters if (ref := _placement(e)[0]) is not None}
         )
-
-    async def _location_names(self, ids: set[str]) -> dict[str, str]:
-        if self._folder is not None:
-            return {i: n for i in ids if (n := self._folder.name_of("Location", i)) is not None}
-        client = self._server()
-
-        async def one(location_id: str) -> tuple[str, str | None]:
-            try:
-                found = await client.read("Location", location_id)
-            except FhirError:
-                return location_id, None
-            name = found.get("name")
-            return location_id, name if isinstance(name, str) else None
-
-        results = await asyncio.gather(*(one(i) for i in sorted(ids)))
-        return {i: name for i, name in results if name}
 
     async def records(
         self, inpatients: Sequence[Inpatient], templates: Sequence[PrefetchTemplate]
@@ -407,7 +391,7 @@ class Population:
         elif ward_id == UNASSIGNED_WARD.id:
             ward = UNASSIGNED_WARD
         else:  # a ward with nobody in it today
-            names = await self._location_names({ward_id})
+            names = await self._names("Location", {ward_id})
             ward = Ward(ward_id, names.get(ward_id, ward_id))
         records = await self.records(inpatients, WARD_TEMPLATES)
         return build_ward_board(
