@@ -132,6 +132,15 @@ def _parser() -> argparse.ArgumentParser:
     source = registry.add_mutually_exclusive_group(required=True)
     source.add_argument("--fhir-server", help="FHIR base URL to search")
     source.add_argument("--ndjson", type=Path, help="folder of Bulk Data NDJSON files")
+    registry.add_argument(
+        "--method",
+        choices=["auto", "export", "search"],
+        help="how to read a server: Bulk Data $export when offered (auto), $export only, or "
+        "paged search (default: bulk_export.registry_method, auto)",
+    )
+    registry.add_argument(
+        "--export-dir", type=Path, help="keep the $export NDJSON files in this (empty) folder"
+    )
     registry.add_argument("--out", type=Path, default=Path("."), help="output folder")
     registry.add_argument("--now", help="as of this ISO 8601 time (default: now)")
     registry.add_argument("--json", action="store_true", help="print the JSON registry")
@@ -413,8 +422,8 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
     now = _parse_now(args.now)
     terminology = Terminology.load(settings.terminology_dir)
 
-    async def from_server(progress: Progress) -> list[valproate_registry.PatientData]:
-        task = progress.add_task(f"searching {args.fhir_server}", total=None)
+    async def from_server(progress: Progress) -> valproate_registry.Gathered:
+        task = progress.add_task(f"reading {args.fhir_server}", total=None)
         async with httpx.AsyncClient(timeout=60.0) as http:
             client = FhirClient(
                 http,
@@ -423,13 +432,16 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
                 max_response_bytes=settings.max_fhir_response_bytes,
                 max_pages=100_000,
             )
-            return await valproate_registry.gather_from_server(
+            return await valproate_registry.gather(
                 client,
                 terminology,
                 settings,
                 now,
+                method=args.method or settings.bulk_export.registry_method,
+                export_dir=args.export_dir,
                 on_found=lambda n: progress.update(task, total=n, description="reading records"),
                 on_progress=lambda n: progress.advance(task, n),
+                on_status=lambda text: progress.update(task, description=text),
             )
 
     with Progress(console=Console(stderr=True)) as progress:
@@ -441,8 +453,8 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
             )
             source = f"ndjson:{args.ndjson}"
         else:
-            patients = asyncio.run(from_server(progress))
-            source = str(args.fhir_server)
+            gathered = asyncio.run(from_server(progress))
+            patients, source = gathered.patients, gathered.source
     built = valproate_registry.build_registry(
         patients, settings=settings, terminology=terminology, now=now, source=source
     )

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fhir_safety.errors import ConfigurationError
 
 __all__ = [
+    "BulkExportSettings",
     "DashboardSettings",
     "EngagementStepDue",
     "HrtSettings",
@@ -303,6 +304,22 @@ class ConcernFormSettings(BaseModel):
         return value.rstrip("/") if value else value
 
 
+class BulkExportSettings(BaseModel):
+    """FHIR Bulk Data ``$export`` as the registry uses it (fhir/bulk.py; docs/valproate.md)."""
+
+    # "auto": use $export when the server's CapabilityStatement offers it, else paged search;
+    # "export": $export or an error; "search": paged search only.
+    registry_method: Literal["auto", "export", "search"] = "auto"
+    # Give up on (and cancel) an export that has not finished in this long.
+    max_wait_seconds: float = Field(default=3600.0, gt=0)
+    # Polling starts at first_poll_seconds and doubles up to max_poll_seconds. A 429's
+    # Retry-After is obeyed up to that cap; a 202's is a hint only (HAPI says 120 s for any job).
+    first_poll_seconds: float = Field(default=0.5, gt=0)
+    max_poll_seconds: float = Field(default=30.0, gt=0)
+    # Stop downloading once the export's files add up to this many bytes.
+    max_bytes: int = Field(default=10_000_000_000, gt=0)
+
+
 class DashboardSettings(BaseModel):
     """The population dashboards in the browser (fhir_safety/web; docs/dashboards.md)."""
 
@@ -379,6 +396,7 @@ class Settings(BaseSettings):
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     stories: StorySettings = Field(default_factory=StorySettings)
     dashboards: DashboardSettings = Field(default_factory=DashboardSettings)
+    bulk_export: BulkExportSettings = Field(default_factory=BulkExportSettings)
     concern_form: ConcernFormSettings = Field(default_factory=ConcernFormSettings)
 
     @field_validator("public_base_url", "fhir_server_url")

@@ -9,8 +9,11 @@ callers never see a raw transport exception.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 
 from fhir_safety.errors import (
@@ -61,7 +64,7 @@ class FhirClient:
             next_url = _next_link(bundle)
             if next_url is None:
                 return resources
-            bundle = await self.get(self._within_base(next_url))
+            bundle = await self.get(self.within_base(next_url))
             resources.extend(_searchset_resources(bundle, query))
         if _next_link(bundle) is not None:
             raise FhirResponseError(f"{query}: more than {self._max_pages} pages")
@@ -74,7 +77,7 @@ class FhirClient:
             next_url = _next_link(bundle)
             if next_url is None:
                 return resources
-            bundle = await self.get(self._within_base(next_url))
+            bundle = await self.get(self.within_base(next_url))
             resources.extend(_searchset_resources(bundle, query))
         raise FhirResponseError(f"{query}: more than {self._max_pages} pages")
 
@@ -83,6 +86,59 @@ class FhirClient:
         url = path_or_url if absolute else f"{self.base_url}/{path_or_url}"
         body = await self._fetch(url)
         return _decode(body, url)
+
+    async def exchange(
+        self, method: str, url: str, headers: Mapping[str, str] | None = None
+    ) -> tuple[int, httpx.Headers, bytes]:
+        """One request within the base URL: status, headers and the (capped) body, any status.
+
+        For protocols that speak in status codes and headers (Bulk Data kick-off and polling).
+        """
+        url = self.within_base(url)
+        try:
+            async with self._http.stream(
+                method, url, headers={**self._headers, **(headers or {})}
+            ) as response:
+                body = await self._read_capped(response, url)
+                return response.status_code, response.headers, body
+        except httpx.TimeoutException as exc:
+            raise FhirUnavailableError(f"{method} {url}: timed out") from exc
+        except httpx.HTTPError as exc:
+            raise FhirUnavailableError(f"{method} {url}: {type(exc).__name__}") from exc
+
+    async def download(
+        self,
+        url: str,
+        destination: Path,
+        *,
+        max_bytes: int,
+        with_token: bool,
+        accept: str = "application/fhir+ndjson",
+    ) -> int:
+        """Stream ``url`` into ``destination``; the number of bytes written.
+
+        ``with_token``: send the bearer token, which only a URL inside the base URL may see.
+        """
+        if with_token:
+            url = self.within_base(url)
+            headers = {**self._headers, "Accept": accept}
+        else:
+            headers = {"Accept": accept}
+        written = 0
+        try:
+            async with self._http.stream("GET", url, headers=headers) as response:
+                _raise_for_status(response.status_code, url)
+                async with await anyio.open_file(destination, "wb") as out:
+                    async for chunk in response.aiter_bytes():
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise FhirResponseError(f"GET {url}: download over {max_bytes} bytes")
+                        await out.write(chunk)
+        except httpx.TimeoutException as exc:
+            raise FhirUnavailableError(f"GET {url}: timed out") from exc
+        except httpx.HTTPError as exc:
+            raise FhirUnavailableError(f"GET {url}: {type(exc).__name__}") from exc
+        return written
 
     async def post(self, path: str, resource: dict[str, Any]) -> dict[str, Any]:
         """POST a resource (``path`` "" posts to the base: a transaction or batch)."""
@@ -104,9 +160,13 @@ class FhirClient:
         _raise_for_status(response.status_code, url, _diagnostics(response.content))
         return _decode(response.content, url)
 
-    def _within_base(self, url: str) -> str:
+    def within_base(self, url: str) -> str:
+        """``url`` itself, or FhirResponseError when it leaves the server's base URL.
+
+        Only such URLs may see the bearer token: a server-supplied link elsewhere could leak it.
+        """
         if not url.startswith(f"{self.base_url}/") and not url.startswith(f"{self.base_url}?"):
-            raise FhirResponseError(f"next link leaves the FHIR server's base URL: {url}")
+            raise FhirResponseError(f"link leaves the FHIR server's base URL: {url}")
         return url
 
     async def _fetch(self, url: str) -> bytes:

@@ -1,6 +1,7 @@
 """Valproate registry: every patient on valproate, classified by NCL's action status.
 
-Reads a FHIR server (paged searches) or a folder of Bulk Data NDJSON files, finds each patient
+Reads a FHIR server (Bulk Data ``$export`` when the server offers it, else paged searches) or a
+folder of Bulk Data NDJSON files, finds each patient
 with an active (or on-hold) valproate MedicationRequest (coded or named: the same terminology
 as the cards), and classifies the NCL cohort - not male, aged up to ``ppp_max_age`` (NCL: 0-55
 [S23]) - with ``rules.valproate.action_status``: review or refer / consider expiry of ARAF /
@@ -21,19 +22,21 @@ import asyncio
 import csv
 import io
 import json
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from fhir_safety.config import Settings
 from fhir_safety.domain import PROJECT_CANONICAL
-from fhir_safety.errors import FhirError, InvalidResourceError, RequestError
+from fhir_safety.errors import DataUnavailableError, FhirError, InvalidResourceError, RequestError
 from fhir_safety.fhir import resources as fhir
+from fhir_safety.fhir.bulk import ExportPolicy, export_level, run_export
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.record import PatientRecord
 from fhir_safety.rules import valproate
@@ -42,10 +45,12 @@ from fhir_safety.terminology import Terminology
 
 __all__ = [
     "ACTION_ORDER",
+    "Gathered",
     "PatientData",
     "Registry",
     "RegistryRow",
     "build_registry",
+    "gather",
     "gather_from_ndjson",
     "gather_from_server",
     "registry_bundle",
@@ -91,6 +96,7 @@ CSV_COLUMNS = (
 NHS_NUMBER_SYSTEM = "https://fhir.nhs.uk/Id/nhs-number"
 
 Progress = Callable[[int], None]
+GatherMethod = Literal["auto", "export", "search"]
 
 
 @dataclass
@@ -153,6 +159,90 @@ class Registry:
 
 
 # -- gathering ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Gathered:
+    patients: list[PatientData]
+    source: str  # where the data came from and how, for the registry's output
+
+
+async def gather(
+    client: FhirClient,
+    terminology: Terminology,
+    settings: Settings,
+    now: datetime,
+    *,
+    method: GatherMethod = "auto",
+    export_dir: Path | None = None,
+    on_found: Callable[[int], None] | None = None,
+    on_progress: Progress | None = None,
+    on_status: Callable[[str], None] | None = None,
+) -> Gathered:
+    """Every patient on valproate on the server: by ``$export`` when offered, else by search.
+
+    "auto" exports when the CapabilityStatement offers ``$export`` (and says so in ``source``);
+    an export that then fails is an error, not a silent switch to another method. "export"
+    insists on it; "search" never uses it. ``export_dir`` keeps the downloaded NDJSON (for
+    ``--ndjson`` later); by default it goes to a temporary folder removed afterwards.
+    """
+    level = None if method == "search" else await export_level(client)
+    if level is None:
+        if method == "export":
+            raise DataUnavailableError(
+                f"{client.base_url} does not offer Bulk Data $export (its CapabilityStatement "
+                "names no export operation): use paged search"
+            )
+        patients = await gather_from_server(
+            client, terminology, settings, now, on_found=on_found, on_progress=on_progress
+        )
+        return Gathered(patients, f"{client.base_url} (paged search)")
+    if export_dir is not None and await asyncio.to_thread(_holds_ndjson, export_dir):
+        raise RequestError(f"{export_dir} already holds .ndjson files: name an empty folder")
+    with tempfile.TemporaryDirectory(prefix="fhir-safety-export-") as scratch:
+        directory = export_dir or Path(scratch)
+        manifest = await run_export(
+            client,
+            directory,
+            level=level,
+            types=READ_TYPES,
+            type_filters=[_araf_filter(terminology)],
+            policy=_export_policy(settings),
+            on_status=on_status,
+        )
+        patients = (
+            await asyncio.to_thread(
+                gather_from_ndjson, directory, terminology, on_progress=on_progress
+            )
+            if manifest.files
+            else []
+        )
+    if on_found is not None:
+        on_found(len(patients))
+    when = f", transactionTime {manifest.transaction_time}" if manifest.transaction_time else ""
+    return Gathered(patients, f"{client.base_url} ({level}-level $export{when})")
+
+
+def _holds_ndjson(directory: Path) -> bool:
+    return any(directory.glob("*.ndjson"))
+
+
+def _araf_filter(terminology: Terminology) -> str:
+    """Only ARAF Observations: vital signs would dwarf the rest of an export."""
+    codes = ",".join(
+        f"{system}|{code}" for system, code, _ in terminology.expansion(valproate.ARAF)
+    )
+    return f"Observation?code={codes}"
+
+
+def _export_policy(settings: Settings) -> ExportPolicy:
+    bulk = settings.bulk_export
+    return ExportPolicy(
+        max_wait_seconds=bulk.max_wait_seconds,
+        first_poll_seconds=bulk.first_poll_seconds,
+        max_poll_seconds=bulk.max_poll_seconds,
+        max_bytes=bulk.max_bytes,
+    )
 
 
 async def gather_from_server(

@@ -1,7 +1,8 @@
 """``GET /fhir-safety/registry/valproate``: the valproate registry from the configured server.
 
 ``format=json`` (default: rows and counts for a dashboard), ``csv``, or ``fhir`` (a collection
-Bundle with the List of patients and the MeasureReport). The FHIR server is the configured
+Bundle with the List of patients and the MeasureReport). ``method``: Bulk Data ``$export`` when
+the server offers it (``auto``, the configured default), ``export`` only, or paged ``search``. The FHIR server is the configured
 default (``FHIR_SAFETY_FHIR_SERVER_URL``), never one named by the caller, so the endpoint
 cannot be pointed at other hosts. The registry reads every patient on valproate: for large
 populations use the CLI (``fhir-safety registry valproate``), which shows progress.
@@ -31,7 +32,10 @@ router = APIRouter(tags=["Registry"])
     responses=errors(*FHIR_ROUTE_ERRORS),
 )
 async def read_valproate_registry(
-    state: StateDep, _: Authenticated, format: Literal["json", "csv", "fhir"] = "json"
+    state: StateDep,
+    _: Authenticated,
+    format: Literal["json", "csv", "fhir"] = "json",
+    method: Literal["auto", "export", "search"] | None = None,
 ) -> Response:
     """Patients on valproate who could become pregnant, by NCL action status, with counts."""
     settings = state.settings
@@ -48,13 +52,19 @@ async def read_valproate_registry(
     )
     terminology = state.terminology
     now = state.clock()
-    patients = await valproate_registry.gather_from_server(client, terminology, settings, now)
+    gathered = await valproate_registry.gather(
+        client,
+        terminology,
+        settings,
+        now,
+        method=method or settings.bulk_export.registry_method,
+    )
     built = valproate_registry.build_registry(
-        patients,
+        gathered.patients,
         settings=settings,
         terminology=terminology,
         now=now,
-        source=settings.fhir_server_url,
+        source=gathered.source,
     )
     if format == "csv":
         return Response(valproate_registry.registry_csv(built), media_type="text/csv")

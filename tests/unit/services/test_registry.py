@@ -17,6 +17,7 @@ from pytest_httpx import HTTPXMock
 
 from fhir_safety.cli import main
 from fhir_safety.config import Settings
+from fhir_safety.errors import DataUnavailableError, RequestError
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.services import registry, synth
 from fhir_safety.terminology import Terminology
@@ -308,3 +309,131 @@ def test_synth_cli_hospital_flag_adds_stays(tmp_path: Path) -> None:
         == 0
     )
     assert (tmp_path / "Encounter.ndjson").read_text().count('"in-progress"') > 0
+
+
+# -- reading a server by Bulk Data $export ---------------------------------------------------------
+
+_EXPORT_STATEMENT = {
+    "resourceType": "CapabilityStatement",
+    "rest": [{"mode": "server", "operation": [{"name": "export"}]}],
+}
+_STATUS = f"{BASE}/$export-poll-status?_jobId=job"
+
+
+def _serve_export(population: list[synth.SyntheticPatient]) -> Any:
+    """A Bulk Data server: CapabilityStatement, kick-off, one poll, one NDJSON file per type."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for person in population:
+        for resource in person.resources:
+            by_type.setdefault(resource["resourceType"], []).append(resource)
+    polls: list[int] = []
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        path = request.url.path.removeprefix("/fhir/")
+        if path == "metadata":
+            return httpx.Response(200, json=_EXPORT_STATEMENT)
+        if path == "$export":
+            assert set(request.url.params["_type"].split(",")) == set(registry.READ_TYPES)
+            assert request.url.params["_typeFilter"].startswith("Observation?code=")
+            return httpx.Response(202, headers={"Content-Location": _STATUS})
+        if path == "$export-poll-status" and request.method == "DELETE":
+            return httpx.Response(202)
+        if path == "$export-poll-status":
+            polls.append(1)
+            if len(polls) == 1:
+                return httpx.Response(202, headers={"X-Progress": "50%"})
+            output = [{"type": t, "url": f"{BASE}/Binary/{t}"} for t in sorted(by_type)]
+            manifest = {"transactionTime": "2026-11-26T11:59:00Z", "output": output, "error": []}
+            return httpx.Response(200, json=manifest)
+        if path.startswith("Binary/"):
+            kind = path.removeprefix("Binary/")
+            lines = "".join(json.dumps(r) + "\n" for r in by_type[kind])
+            return httpx.Response(200, content=lines.encode())
+        raise AssertionError(f"an export needs no other request: {request.method} {request.url}")
+
+    return respond
+
+
+def _quick_polls() -> Settings:
+    return Settings.model_validate({"bulk_export": {"first_poll_seconds": 0.01}})
+
+
+async def test_gather_reads_a_server_by_export_when_it_offers_one(
+    population: list[synth.SyntheticPatient], terminology: Terminology, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_callback(_serve_export(population), is_reusable=True)
+    statuses: list[str] = []
+    async with httpx.AsyncClient() as http:
+        gathered = await registry.gather(
+            FhirClient(http, BASE), terminology, _quick_polls(), NOW, on_status=statuses.append
+        )
+    built = registry.build_registry(
+        gathered.patients, settings=Settings(), terminology=terminology, now=NOW, source="t"
+    )
+    assert built.counts() == expected_counts(population)
+    assert gathered.source == (
+        f"{BASE} (system-level $export, transactionTime 2026-11-26T11:59:00Z)"
+    )
+    assert "50%" in statuses
+    assert httpx_mock.get_requests()[-1].method == "DELETE"
+
+
+async def test_gather_searches_a_server_that_offers_no_export(
+    population: list[synth.SyntheticPatient], terminology: Terminology, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_callback(_serve(population), is_reusable=True)  # metadata: no export
+    async with httpx.AsyncClient() as http:
+        client = FhirClient(http, BASE, max_pages=1000)
+        gathered = await registry.gather(client, terminology, Settings(), NOW)
+        with pytest.raises(DataUnavailableError, match="does not offer Bulk Data"):
+            await registry.gather(client, terminology, Settings(), NOW, method="export")
+    built = registry.build_registry(
+        gathered.patients, settings=Settings(), terminology=terminology, now=NOW, source="t"
+    )
+    assert built.counts() == expected_counts(population)
+    assert gathered.source == f"{BASE} (paged search)"
+
+
+async def test_gather_by_search_never_asks_for_an_export(
+    population: list[synth.SyntheticPatient], terminology: Terminology, httpx_mock: HTTPXMock
+) -> None:
+    httpx_mock.add_callback(_serve(population), is_reusable=True)
+    async with httpx.AsyncClient() as http:
+        client = FhirClient(http, BASE, max_pages=1000)
+        await registry.gather(client, terminology, Settings(), NOW, method="search")
+    assert not [r for r in httpx_mock.get_requests() if r.url.path.endswith("/metadata")]
+
+
+async def test_gather_keeps_the_export_in_an_empty_folder_only(
+    population: list[synth.SyntheticPatient],
+    terminology: Terminology,
+    httpx_mock: HTTPXMock,
+    tmp_path: Path,
+) -> None:
+    httpx_mock.add_callback(_serve_export(population), is_reusable=True)
+    kept = tmp_path / "export"
+    async with httpx.AsyncClient() as http:
+        client = FhirClient(http, BASE)
+        await registry.gather(client, terminology, _quick_polls(), NOW, export_dir=kept)
+        assert len(list(kept.glob("*.ndjson"))) == len(
+            {r["resourceType"] for p in population for r in p.resources}
+        )
+        again = registry.gather_from_ndjson(kept, terminology)
+        assert len(again) > 0
+        with pytest.raises(RequestError, match=r"already holds \.ndjson files"):
+            await registry.gather(client, terminology, _quick_polls(), NOW, export_dir=kept)
+
+
+def test_cli_registry_by_export(
+    population: list[synth.SyntheticPatient],
+    httpx_mock: HTTPXMock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    httpx_mock.add_callback(_serve_export(population), is_reusable=True)
+    monkeypatch.setenv("FHIR_SAFETY_BULK_EXPORT__FIRST_POLL_SECONDS", "0.01")
+    args = ["registry", "valproate", "--fhir-server", BASE, "--method", "export"]
+    assert main([*args, "--out", str(tmp_path), "--now", NOW.isoformat()]) == 0
+    written = json.loads((tmp_path / "valproate-registry.json").read_text())
+    assert written["counts"] == expected_counts(population)
+    assert "$export" in written["source"]

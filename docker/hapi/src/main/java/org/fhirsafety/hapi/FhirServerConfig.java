@@ -84,7 +84,9 @@ public class FhirServerConfig {
 		// HAPI reuses the results of an identical search for 60 s by default, so a search right after a write
 		// could miss it. 0 turns that off: every search sees the current data.
 		storage.setReuseCachedSearchResultsForMillis(settings.reuseCachedSearchResultsMillis());
-		storage.setFetchSizeDefaultMaximum(settings.maxPageSize());
+		// Page size is capped by the paging provider (max_page_size) only. Capping the fetch size as well made
+		// Bulk Data $export fail (HAPI-0464) for any type with more than max_page_size resources: its expand
+		// step loads each chunk of ids synchronously and a smaller cap turns that load asynchronous.
 		// Small batch jobs (e.g. a Bulk Data $export of test data) move to their next step at once instead
 		// of waiting for the once-a-minute maintenance pass: an export takes seconds instead of minutes.
 		storage.setJobFastTrackingEnabled(true);
