@@ -183,6 +183,10 @@ _NUMBER = r"(\d+(?:\.\d+)?)"
 _MICRO = r"(?:micrograms?|microg|mcg|µg|ug)"
 _PER_DAY = r"(?:/24hours?|/24hrs?|/24h|/day| per 24 hours| a day| daily)"
 _PATCH_PER_DAY_RE = re.compile(rf"(?<![\d.]){_NUMBER}{_MICRO}{_PER_DAY}")
+# RxNorm writes a patch's or ring's release as mg per hour or per day ("168 HR estradiol
+# 0.00208 MG/HR Transdermal System" = 50 micrograms/24 h).
+_MG_PER_HOUR_RE = re.compile(rf"(?<![\d.]){_NUMBER}mg/hr?(?![a-z])")
+_MG_PER_DAY_RE = re.compile(rf"(?<![\d.]){_NUMBER}mg(?:/day|/24h(?:ours?|rs?)?)(?![a-z])")
 _PATCH_BRANDS = (
     "evorel",
     "estraderm tts",
@@ -205,7 +209,7 @@ _PATCH_BRAND_RE = re.compile(
     + rf")(?![a-z0-9])\s*{_NUMBER}(?![\d.])"
 )
 _PATCH_WORD_RE = re.compile(
-    r"(?<![a-z0-9])(?:patch|patches|transdermal patch|transdermal patches|"
+    r"(?<![a-z0-9])(?:patch|patches|transdermal patch|transdermal patches|transdermal system|"
     + "|".join(re.escape(b) for b in _PATCH_BRANDS)
     + r")(?![a-z0-9])"
 )
@@ -223,6 +227,21 @@ def _first_mass_mg(text: str) -> Decimal | None:
         return None
     value = Decimal(found.group(1))
     return value if found.group(2).startswith(("mg", "milligram")) else value / 1000
+
+
+def _release_microgram_per_day(text: str) -> Decimal | None:
+    """An RxNorm-style release rate in micrograms/24 h, to the nearest 0.5 microgram.
+
+    RxNorm rounds the hourly rate (0.00208 mg/h x 24 = 49.92), so the product's labelled
+    daily dose (50) is the nearest half microgram.
+    """
+    if found := _MG_PER_HOUR_RE.search(text):
+        per_day = Decimal(found.group(1)) * 24 * 1000
+    elif found := _MG_PER_DAY_RE.search(text):
+        per_day = Decimal(found.group(1)) * 1000
+    else:
+        return None
+    return (per_day * 2).quantize(Decimal(1)) / 2
 
 
 def _first_mass_microgram(text: str) -> Decimal | None:
@@ -250,7 +269,7 @@ def parse_oestrogen_name(text: str) -> OestrogenProduct:
     elif _words(t, "ring", "menoring"):
         per_day = _PATCH_PER_DAY_RE.search(t)
         menoring = re.search(r"menoring\s*(\d+(?:\.\d+)?)(?![\d.])", t)
-        strength = Decimal(per_day.group(1)) if per_day else None
+        strength = Decimal(per_day.group(1)) if per_day else _release_microgram_per_day(t)
         if strength is None and menoring:
             strength = Decimal(menoring.group(1))
         family = "vaginal-ring-systemic"
@@ -260,10 +279,11 @@ def parse_oestrogen_name(text: str) -> OestrogenProduct:
         strength = Decimal(dose.group(1)) if dose else _DEFAULT_STRENGTH["spray"]
     elif _words(t, "sandrena", "sachet", "sachets"):
         family, strength = "gel-sachet", _first_mass_mg(t)
-    elif _words(t, "oestrogel", "estrogel", "gel", "pump-pack", "pump pack"):
+    elif _words(t, "oestrogel", "estrogel", "gel", "pump-pack", "pump pack", "metered dose pump"):
         family = "gel-pump"
         per_actuation = re.search(
-            rf"(?<![\d.]){_NUMBER}(mg|{_MICRO}) ?(?:per|/) ?(?:actuation|pump|dose)", t
+            rf"(?<![\d.]){_NUMBER}(mg|{_MICRO}) ?(?:per|/) ?(?:actuation|actuat|pump|dose)(?![a-z])",
+            t,
         )
         if per_actuation:
             value = Decimal(per_actuation.group(1))
@@ -278,7 +298,7 @@ def parse_oestrogen_name(text: str) -> OestrogenProduct:
         brand = _PATCH_BRAND_RE.search(t)
         plain = re.search(rf"(?<![\d.]){_NUMBER}{_MICRO}(?![a-z0-9])", t)
         found = per_day or brand or plain
-        strength = Decimal(found.group(1)) if found else None
+        strength = Decimal(found.group(1)) if found else _release_microgram_per_day(t)
     elif _words(t, "valerate", "progynova", "climaval", "femtab"):
         family, strength = "oral-estradiol-valerate", _first_mass_mg(t)
     elif _words(t, "conjugated", "premarin"):
@@ -287,6 +307,8 @@ def parse_oestrogen_name(text: str) -> OestrogenProduct:
         family, strength = "oral-estriol", _first_mass_mg(t)
     elif _words(t, "estropipate", "harmogen"):
         family, strength = "oral-estropipate", _first_mass_mg(t)
+    elif _words(t, "esterified"):
+        family, strength = "oral-other", _first_mass_mg(t)  # esterified estrogens (Menest)
     elif _words(t, "ethinylestradiol", "ethinyloestradiol"):
         family, strength = "oral-ethinylestradiol", _first_mass_microgram(t)
     elif _words(t, "hormonin"):

@@ -10,9 +10,11 @@ looking further, never for the rules.
 
 Name matching follows ``terminology/medicine-names.json``: sets in one
 ``group`` compete and the lowest ``priority`` wins, so that "estradiol
-vaginal tablets" is a vaginal product and not systemic HRT. It runs only when
-no coding carries a code in a system we hold codes for: a coded concept that
-is not in the set is a "no", not a guess.
+vaginal tablets" is a vaginal product and not systemic HRT. Codes decide
+first: a code in any set of the group, or in a system the group holds in full
+(``_groups`` in that file: SNOMED CT/dm+d, and ATC for valproate), is a
+"yes" or a "no", never a guess. Systems held only in part (RxNorm: a verified
+subset) leave an unlisted code to the names, and the match says "by name".
 """
 
 from __future__ import annotations
@@ -62,9 +64,7 @@ _SYSTEM_ALIASES = {
     "urn:oid:2.16.840.1.113883.6.88": RXNORM,
 }
 
-# Systems whose codes, when present, must decide membership on their own (brief: SNOMED/dm+d,
-# RxNorm, ATC). Only those we actually hold codes for suppress name matching (see match()).
-_MEDICINE_SYSTEMS = frozenset({SNOMED, RXNORM, ATC})
+GROUPS_KEY = "_groups"  # medicine-names.json: per group, the systems held in full
 
 _FILE_RE = re.compile(r"^(ValueSet|CodeSystem)-(?P<id>[A-Za-z0-9\-.]{1,64})\.json$")
 _UNIT_GAP_RE = re.compile(r"(\d)\s+(?=[a-zµ%])")
@@ -133,13 +133,14 @@ class Terminology:
         expansions: Mapping[str, tuple[tuple[str, str, str], ...]],
         displays: Mapping[Key, str],
         name_rules: Iterable[_NameRule],
+        held_in_full: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self._members = dict(members)
         self._expansions = dict(expansions)
         self._displays = dict(displays)
         self._all_codes = frozenset(self._displays)
-        # A code in one of these systems is trusted over any name: we hold codes for it.
-        self._coded_systems = frozenset({s for s, _ in self._all_codes} & _MEDICINE_SYSTEMS)
+        # Per name group: systems whose codes are trusted over any name (held in full).
+        self._held_in_full = dict(held_in_full or {})
         rules = sorted(name_rules, key=lambda r: (r.group, r.priority))
         self._rules = {rule.value_set: rule for rule in rules}
         self._groups: dict[str, tuple[_NameRule, ...]] = {}
@@ -179,8 +180,10 @@ class Terminology:
                 displays.setdefault((system, code), display)
         if not members:
             raise TerminologyError(f"no ValueSet files in {directory}")
-        rules = _load_name_rules(directory / MEDICINE_NAMES_FILE, frozenset(members))
-        return cls(members, expansions, displays, rules)
+        names_file = directory / MEDICINE_NAMES_FILE
+        rules = _load_name_rules(names_file, frozenset(members))
+        held = _load_held_in_full(names_file, {rule.group for rule in rules})
+        return cls(members, expansions, displays, rules, held)
 
     # -- questions ---------------------------------------------------------------------------
 
@@ -196,7 +199,12 @@ class Terminology:
         return (system, code) in members
 
     def match(self, value_set: str, concept: CodeableConcept | None) -> CodeMatch | None:
-        """Code match over every coding first; names only when nothing is coded in a system we hold."""
+        """Code match over every coding first; names only when no code decides.
+
+        A code decides when it is in any set of the value set's name group (it belongs there,
+        not here) or in a system the group holds in full. An RxNorm code we do not list is
+        left to the names: RxNorm is held only in part.
+        """
         members = self._require(value_set)
         if concept is None:
             return None
@@ -205,12 +213,27 @@ class Terminology:
             if system is not None and coding.code and (system, coding.code) in members:
                 display = self._displays.get((system, coding.code), coding.display)
                 return CodeMatch(value_set, "code", system, coding.code, display, None)
-        if any(
-            coding.code and canonical_system(coding.system) in self._coded_systems
-            for coding in concept.coding
-        ):
+        rule = self._rules.get(value_set)
+        if rule is None or self._code_decides(rule.group, concept):
             return None
-        return self._match_name(value_set, concept)
+        return self._match_name(rule, concept)
+
+    def held_in_full(self, value_set: str) -> frozenset[str]:
+        """Systems whose codes decide membership of this medicine set on their own."""
+        self._require(value_set)
+        rule = self._rules.get(value_set)
+        return self._held_in_full.get(rule.group, frozenset()) if rule else frozenset()
+
+    def _code_decides(self, group: str, concept: CodeableConcept) -> bool:
+        held = self._held_in_full.get(group, frozenset())
+        siblings = [self._members[rule.value_set] for rule in self._groups[group]]
+        for coding in concept.coding:
+            system = canonical_system(coding.system)
+            if not coding.code or system is None:
+                continue
+            if system in held or any((system, coding.code) in m for m in siblings):
+                return True
+        return False
 
     def is_known_code(self, system: str | None, code: str | None) -> bool:
         """Is the code in any loaded set or code system? Tells "unknown code" from "not a member"."""
@@ -238,16 +261,13 @@ class Terminology:
         except KeyError:
             raise TerminologyError(f"unknown value set id: {value_set!r}") from None
 
-    def _match_name(self, value_set: str, concept: CodeableConcept) -> CodeMatch | None:
-        rule = self._rules.get(value_set)
-        if rule is None:
-            return None
+    def _match_name(self, rule: _NameRule, concept: CodeableConcept) -> CodeMatch | None:
         texts = [concept.text, *(coding.display for coding in concept.coding)]
         winner = self._classify(rule.group, [t for t in texts if t])
         if winner is None or winner[0] is not rule:
             return None
         _, name, source = winner
-        return CodeMatch(value_set, "name", None, None, source, name)
+        return CodeMatch(rule.value_set, "name", None, None, source, name)
 
     def _classify(self, group: str, texts: list[str]) -> tuple[_NameRule, str, str] | None:
         """The highest-precedence set of ``group`` that any of ``texts`` names."""
@@ -339,6 +359,26 @@ def _load_name_rules(path: Path, value_sets: frozenset[str]) -> list[_NameRule]:
             raise TerminologyError(f"{path.name}: two sets share priority {rule.priority}")
         seen.add((rule.group, rule.priority))
     return rules
+
+
+def _load_held_in_full(path: Path, groups: set[str]) -> dict[str, frozenset[str]]:
+    """``_groups``: every name group must say which systems it holds in full (maybe none)."""
+    if not path.exists():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    declared = data.get(GROUPS_KEY, {})
+    if not isinstance(declared, dict):
+        raise TerminologyError(f"{path.name}: {GROUPS_KEY} must be an object")
+    held: dict[str, frozenset[str]] = {}
+    for group in groups:
+        entry = declared.get(group)
+        systems = entry.get("held_in_full") if isinstance(entry, dict) else None
+        if not isinstance(systems, list) or not all(isinstance(s, str) for s in systems):
+            raise TerminologyError(
+                f"{path.name}: {GROUPS_KEY}.{group}.held_in_full must list code systems"
+            )
+        held[group] = frozenset(systems)
+    return held
 
 
 def _name_rule(path: Path, vs_id: str, entry: Any, value_sets: frozenset[str]) -> _NameRule:

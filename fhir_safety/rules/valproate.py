@@ -58,7 +58,7 @@ from fhir_safety.fhir.resources import (
 )
 from fhir_safety.record import PatientRecord
 from fhir_safety.rules.common import could_not_check, local_date, medication_concept, parse_when
-from fhir_safety.terminology import ATC, SNOMED, CodeMatch, Terminology, canonical_system
+from fhir_safety.terminology import SNOMED, CodeMatch, Terminology, canonical_system
 
 __all__ = [
     "ARAF_EXTENSION_URL",
@@ -124,9 +124,6 @@ NHS_PLAIN_URL = (
     "https://www.nhs.uk/medicines/sodium-valproate/"
     "pregnancy-breastfeeding-and-fertility-while-taking-sodium-valproate/"
 )
-
-# Medicine code systems whose valproate codes terminology/ holds in full (valproate-products).
-HELD_MEDICINE_SYSTEMS = frozenset({SNOMED, ATC})
 
 ORDER_STATUSES = frozenset({"draft", "active", "on-hold", "unknown"})
 CURRENT_REQUEST_STATUSES = frozenset({"active", "on-hold"})
@@ -865,15 +862,13 @@ def _valproate_match(concept: CodeableConcept | None, terminology: Terminology) 
 
 def _identifiable(concept: CodeableConcept, terminology: Terminology) -> bool:
     """Can we tell what this medicine is? A name or text, a code we know, or a code in a
-    system whose valproate codes we hold in full (SNOMED CT/dm+d, ATC: a held code decides)."""
+    system whose valproate codes we hold in full (medicine-names.json: a held code decides)."""
     if concept.text or any(c.display for c in concept.coding):
         return True
+    held = terminology.held_in_full(PRODUCTS)
     return any(
         c.code is not None
-        and (
-            terminology.is_known_code(c.system, c.code)
-            or canonical_system(c.system) in HELD_MEDICINE_SYSTEMS
-        )
+        and (terminology.is_known_code(c.system, c.code) or canonical_system(c.system) in held)
         for c in concept.coding
     )
 

@@ -145,12 +145,78 @@ def test_match_known_system_code_not_in_set_does_not_fall_back_to_name(
     assert terminology.match("valproate-products", coded) is None
 
 
-def test_match_code_in_system_we_hold_none_of_falls_back_to_name(terminology: Terminology) -> None:
-    # No RxNorm codes ship (unverified), so an RxNorm-only concept is still recognised by name.
-    coded = concept("valproic acid 250 MG Oral Capsule", (RXNORM, "1099681", None))
+def test_match_rxnorm_code_we_list_matches_by_code(terminology: Terminology) -> None:
+    coded = concept(None, (RXNORM, "1099681", None))
+    found = terminology.match("valproate-products", coded)
+    assert found is not None
+    assert (found.by, found.system, found.code) == ("code", RXNORM, "1099681")
+    assert found.display == "valproic acid 250 MG Oral Capsule"
+
+
+def test_match_rxnorm_code_we_do_not_list_falls_back_to_name(terminology: Terminology) -> None:
+    # RxNorm is held in part, so an unlisted RxNorm code does not decide: the name does.
+    coded = concept("valproate sodium 100 MG/ML Injectable Solution", (RXNORM, "1099648", None))
     found = terminology.match("valproate-products", coded)
     assert found is not None
     assert found.by == "name"
+
+
+def test_match_atc_code_decides_for_valproate_but_not_for_hormones(
+    terminology: Terminology,
+) -> None:
+    # ATC is held in full for valproate (N03AG01 covers all valproates): another ATC code is a no.
+    lamotrigine = concept("valproate", (ATC, "N03AX09", None))
+    assert terminology.match("valproate-products", lamotrigine) is None
+    # No ATC hormone codes ship (G03CA03 is systemic and vaginal), so names decide there.
+    estradiol = concept("Estradiol 10 microgram vaginal tablets", (ATC, "G03CA03", None))
+    assert terminology.match("hrt-oestrogen-systemic", estradiol) is None
+    vaginal = terminology.match("vaginal-oestrogen-low-dose", estradiol)
+    assert vaginal is not None
+    assert vaginal.by == "name"
+
+
+def test_match_code_in_a_sibling_set_decides_over_the_name(terminology: Terminology) -> None:
+    # An RxNorm combined-HRT code whose text reads like estradiol alone is combined, not systemic.
+    prempro = concept("Premarin 0.625 mg", (RXNORM, "1000355", None))
+    assert terminology.match("hrt-oestrogen-systemic", prempro) is None
+    found = terminology.match("hrt-combined", prempro)
+    assert found is not None
+    assert found.by == "code"
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("197658", "hrt-oestrogen-systemic"),  # estradiol 1 MG Oral Tablet
+        ("238003", "hrt-oestrogen-systemic"),  # 168 HR estradiol 0.00208 MG/HR Transdermal System
+        ("1359126", "hrt-combined"),  # estradiol 1 MG / norethindrone acetate 0.5 MG Oral Tablet
+        ("1000405", "progestogens-endometrial"),  # norethindrone acetate 5 MG Oral Tablet
+        ("804156", "lng-ius-52mg"),  # levonorgestrel 0.000833 MG/HR IUS (Mirena)
+        ("1811886", "lng-ius-low-dose"),  # levonorgestrel 0.000729 MG/HR IUS (Kyleena)
+    ],
+)
+def test_match_rxnorm_hormone_codes_land_in_one_set(
+    terminology: Terminology, code: str, expected: str
+) -> None:
+    hormone_sets = sorted(terminology.name_rule_ids() - {"valproate-products"})
+    coded = concept(None, (RXNORM, code, None))
+    found = [vs for vs in hormone_sets if terminology.match(vs, coded) is not None]
+    assert found == [expected]
+
+
+def test_match_unlisted_rxnorm_vaginal_estradiol_is_read_by_name(
+    terminology: Terminology,
+) -> None:
+    # 884707 (estradiol 10 mcg vaginal insert) is not shipped: its name still keeps it exempt.
+    coded = concept("estradiol 0.01 MG Vaginal Insert", (RXNORM, "884707", None))
+    assert terminology.match("hrt-oestrogen-systemic", coded) is None
+    assert terminology.match("vaginal-oestrogen-low-dose", coded) is not None
+
+
+def test_held_in_full_systems_per_medicine_set(terminology: Terminology) -> None:
+    assert terminology.held_in_full("valproate-products") == {SNOMED, ATC}
+    assert terminology.held_in_full("hrt-oestrogen-systemic") == {SNOMED}
+    assert terminology.held_in_full("hysterectomy") == frozenset()
 
 
 def test_match_word_boundary_prevents_partial_names(terminology: Terminology) -> None:

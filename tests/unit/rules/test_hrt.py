@@ -1239,3 +1239,64 @@ def test_hrt_dispatch_label_for_a_change_by_on_the_prescription(terminology: Ter
     assert finding.rule_id == "hrt-joint-items.label"
     assert finding.facts["label"].startswith("Use with your hormonal coil (52 mg LNG-IUS)")
     assert finding.evidence == ("MedicationRequest/oe-1",)
+
+
+# -- RxNorm-coded orders (non-UK EHRs) ------------------------------------------------------------
+
+RX = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+
+def rx(code: str, display: str | None = None) -> dict[str, Any]:
+    coding: dict[str, Any] = {"system": RX, "code": code}
+    if display:
+        coding["display"] = display
+    return {"coding": [coding]}
+
+
+@pytest.mark.parametrize(
+    ("medication", "dose", "expected", "by_code"),
+    [
+        (rx("197658"), (1, "tablet"), ["hrt-joint-items.unopposed"], True),  # estradiol 1 MG tab
+        (rx("238003"), (1, "patch"), ["hrt-joint-items.unopposed"], True),  # 0.00208 MG/HR patch
+        (rx("1000355"), (1, "tablet"), [], True),  # conjugated estrogens/MPA (Prempro)
+        # Not listed (vaginal insert 884707): its RxNorm name keeps it exempt, said by name.
+        (rx("884707", "estradiol 0.01 MG Vaginal Insert"), (1, "insert"), [], False),
+        # Not listed (an estradiol gel): its name makes it systemic, and the card says so.
+        (
+            rx("1310418", "estradiol 0.75 MG/ACTUAT Topical Gel"),
+            (2, "pump"),
+            ["hrt-joint-items.unopposed"],
+            False,
+        ),
+    ],
+    ids=["oral-listed", "patch-listed", "combined-listed", "vaginal-unlisted", "gel-unlisted"],
+)
+def test_hrt_rxnorm_coded_orders(
+    terminology: Terminology,
+    medication: dict[str, Any],
+    dose: tuple[float, str],
+    expected: list[str],
+    by_code: bool,
+) -> None:
+    findings = run(record(drafts=[mr("oe-1", medication, dose=dose)]), terminology)
+    assert rules(findings) == expected
+    for finding in findings:
+        assert ("recognised by name" in finding.detail) is not by_code
+        validate_suggestions(finding)
+
+
+@pytest.mark.parametrize(
+    ("code", "unit", "band"),
+    [
+        ("197657", "tablet", "ultra-low"),  # estradiol 0.5 MG Oral Tablet
+        ("197659", "tablet", "standard"),  # estradiol 2 MG Oral Tablet
+        ("242333", "patch", "low"),  # 168 HR estradiol 0.00104 MG/HR (25 micrograms/24 h)
+        ("403922", "patch", "standard"),  # 0.00156 MG/HR = 37.5: between columns, the higher
+        ("238003", "patch", "standard"),  # 168 HR estradiol 0.00208 MG/HR (50 micrograms/24 h)
+        ("238004", "patch", "high"),  # 168 HR estradiol 0.00417 MG/HR (100 micrograms/24 h)
+    ],
+)
+def test_hrt_rxnorm_products_are_banded_from_the_dose_table(
+    code: str, unit: str, band: str
+) -> None:
+    assert band_of(rx(code), (1, unit)).band == band

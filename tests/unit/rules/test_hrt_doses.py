@@ -103,3 +103,26 @@ def test_hrt_dose_table_rejects_inconsistent_rows(data: Any, message: str) -> No
 def test_hrt_dose_table_missing_file_raises(tmp_path: Path) -> None:
     with pytest.raises(TerminologyError, match="cannot read"):
         load_hrt_dose_table(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("name", "family", "strength"),
+    [
+        # RxNorm writes release rates per hour; the labelled daily dose is the nearest 0.5 microgram.
+        ("168 HR estradiol 0.00104 MG/HR Transdermal System", "patch", "25"),
+        ("168 HR estradiol 0.00156 MG/HR Transdermal System", "patch", "37.5"),
+        ("84 HR estradiol 0.00208 MG/HR Transdermal System", "patch", "50"),
+        ("84 HR estradiol 0.00313 MG/HR Transdermal System", "patch", "75"),
+        ("168 HR estradiol 0.00417 MG/HR Transdermal System", "patch", "100"),
+        ("estradiol acetate 0.05 MG/DAY Vaginal Ring", "vaginal-ring-systemic", "50"),
+        ("estradiol 0.75 MG/ACTUAT Topical Gel", "gel-pump", "0.75"),
+        ("estradiol 0.52 MG/ACTUAT Metered Dose Pump", "gel-pump", "0.52"),
+        ("estradiol 1.53 MG/ACTUAT Metered Dose Spray", "spray", "1.53"),
+        ("estrogens, esterified (USP) 0.625 MG Oral Tablet", "oral-other", "0.625"),
+        ("estradiol 1 MG Oral Tablet", "oral-estradiol", "1"),
+    ],
+)
+def test_parse_rxnorm_style_names(name: str, family: str, strength: str) -> None:
+    parsed = parse_oestrogen_name(name)
+    assert parsed.family == family
+    assert parsed.strength == Decimal(strength)

@@ -572,13 +572,26 @@ def test_male_any_age_gets_advice(terminology: Terminology) -> None:
         ({"coding": [{"system": ATC, "code": "N03AG01"}]}, False),
         ({"coding": [{"system": "https://dmd.nhs.uk", "code": "322956002"}]}, False),
         ({"text": "Epilim Chrono 500mg tablets"}, True),
-        ({"coding": [{"system": RXNORM, "code": "40254", "display": "Valproate"}]}, True),
+        ({"coding": [{"system": RXNORM, "code": "40254"}]}, False),
+        ({"coding": [{"system": RXNORM, "code": "1099870"}]}, False),
+        (
+            {"coding": [{"system": RXNORM, "code": "1099648", "display": "valproate sodium inj"}]},
+            True,
+        ),
         (
             {"coding": [{"system": SCT, "code": "99999911000001100", "display": "Dyzantil 200mg"}]},
             True,
         ),
     ],
-    ids=["atc", "dmd-system", "text-only", "rxnorm-display", "unknown-snomed-with-name"],
+    ids=[
+        "atc",
+        "dmd-system",
+        "text-only",
+        "rxnorm-ingredient",
+        "rxnorm-clinical-drug",
+        "rxnorm-unlisted-code-with-name",
+        "unknown-snomed-with-name",
+    ],
 )
 def test_medicine_recognised(
     terminology: Terminology, medication: dict[str, Any], by_name: bool
@@ -597,7 +610,8 @@ def test_medicine_known_code_of_another_drug_is_not_named_valproate(
 
 
 def test_medicine_without_name_or_known_code_could_not_check(terminology: Terminology) -> None:
-    rxnorm_only = {"coding": [{"system": RXNORM, "code": "40254"}]}
+    # RxNorm is held in part: an unlisted RxNorm code with no name cannot be told apart.
+    rxnorm_only = {"coding": [{"system": RXNORM, "code": "1099648"}]}
     [finding] = run(record(CONTINUING, orders=[order(rxnorm_only)]), terminology)
     assert finding.rule_id == "valproate.medicine.could-not-check"
     assert "MedicationRequest/draft-1" in finding.detail
