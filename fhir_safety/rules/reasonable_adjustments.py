@@ -124,6 +124,19 @@ CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONSENT_SCOPE = "http://terminology.hl7.org/CodeSystem/consentscope"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 
+# NHS England's later Patient Flag IG (Beta), which the Patient Flags Service FHIR API uses,
+# renamed the codes and dropped Consent: NHSDigital/IOPS-FHIR-Simplifier-Backup@32fa716c4c475170693c7546933dfddd5ed43f11,
+# NHSEnglandProgrammeImplementationGuides/backup/codesystems/CodeSystem-England-FlagCategoryPatient.xml
+# (#national-reasonable-adjustment-flag), CodeSystem-England-FlagCategoryRA.xml and
+# structuredefinitions/Extension-England-FlagNotes.xml. Read as well; we still write STU1.
+PATIENT_FLAG_CATEGORY_BETA = f"{_NHSE}/CodeSystem/England-FlagCategoryPatient"
+NRAF_BETA = "national-reasonable-adjustment-flag"
+RA_FLAG_CATEGORY_BETA = f"{_NHSE}/CodeSystem/England-FlagCategoryRA"
+FLAG_NOTES_URL_BETA = f"{_NHSE}/StructureDefinition/Extension-England-FlagNotes"
+_NRAF_CODINGS = frozenset({(PATIENT_FLAG_CATEGORY, NRAF), (PATIENT_FLAG_CATEGORY_BETA, NRAF_BETA)})
+_ADJUSTMENT_CATEGORIES = frozenset({RA_FLAG_CATEGORY, RA_FLAG_CATEGORY_BETA})
+_FLAG_NOTES_URLS = frozenset({FLAG_NOTES_URL, FLAG_NOTES_URL_BETA})
+
 ADJUSTMENT_VALUE_SET = "reasonable-adjustment-flag-codes"  # RA-FlagCode [S45] + [S47]
 DIAGNOSIS_VALUE_SETS = (("learning disability", "learning-disability"), ("autism", "autism"))
 
@@ -267,9 +280,8 @@ def assess(record: PatientRecord, terminology: Terminology) -> Assessment:
 
 
 def _is_nraf(concept: CodeableConcept | None) -> bool:
-    return concept is not None and any(
-        c.system == PATIENT_FLAG_CATEGORY and c.code == NRAF for c in concept.coding
-    )
+    """The National Reasonable Adjustments Flag category, in STU1 or Patient Flag (Beta) codes."""
+    return concept is not None and any((c.system, c.code) in _NRAF_CODINGS for c in concept.coding)
 
 
 def _flag_is_current(flag: Flag, record: PatientRecord) -> bool:
@@ -296,14 +308,14 @@ def _adjustment(flag: Flag, terminology: Terminology) -> Adjustment:
             coding.display or coding.code
             for concept in flag.category
             for coding in concept.coding
-            if coding.system == RA_FLAG_CATEGORY
+            if coding.system in _ADJUSTMENT_CATEGORIES
         ),
         None,
     )
     notes = tuple(
         ext.value_annotation.text
         for ext in flag.extension
-        if ext.url == FLAG_NOTES_URL and ext.value_annotation and ext.value_annotation.text
+        if ext.url in _FLAG_NOTES_URLS and ext.value_annotation and ext.value_annotation.text
     )
     return Adjustment(display, category, notes, f"Flag/{flag.id}")
 
@@ -832,8 +844,19 @@ def _provenance(record: PatientRecord) -> dict[str, object]:
         "target": [{"reference": "#"}],
         "recorded": record.now.isoformat(),
         "activity": {"coding": [{"system": DATA_OPERATION, "code": "CREATE", "display": "create"}]},
-        "agent": [{"who": {"reference": str(record.context.get("userId"))}}],
+        "agent": [{"who": _recorder(str(record.context.get("userId")))}],
     }
+
+
+def _recorder(user: str) -> dict[str, object]:
+    """FlagProvenance.agent.who: only a Practitioner may be named (FlagProvenance.fsh).
+
+    A PractitionerRole user cannot be put there, and the hook does not say which Practitioner
+    holds the role, so the agent is typed Practitioner and described by the role it acted in.
+    """
+    if user.startswith("PractitionerRole/"):
+        return {"type": "Practitioner", "display": f"The clinician acting in {user}"}
+    return {"reference": user, "type": "Practitioner"}
 
 
 def _patient_flag(record: PatientRecord) -> dict[str, object]:

@@ -22,6 +22,8 @@ __all__ = ["LoadItem", "LoadRejectedError", "collect_load_items", "load_items"]
 # Conformance resources first: data may name their profiles and codes.
 _ORDER = {"CodeSystem": 0, "ValueSet": 1, "StructureDefinition": 2}
 _BATCH = 50
+# NHS England's Reasonable Adjustment profiles, transcribed (profiles/nhs-england-ra/README.md).
+NHS_ENGLAND_RA_FOLDER = "nhs-england-ra"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +41,18 @@ class LoadRejectedError(FhirError):
 
 
 def collect_load_items(repo_root: Path, *, with_examples: bool = True) -> list[LoadItem]:
-    """terminology/, profiles/ (not their examples) and, optionally, examples/**/*.bundle.json."""
-    terminology = repo_root / "terminology"
+    """terminology/, profiles/ (with the NHS England RA transcription, not the examples) and,
+    optionally, examples/**/*.bundle.json."""
+    folders = (
+        repo_root / "terminology",
+        repo_root / "profiles",
+        repo_root / "profiles" / NHS_ENGLAND_RA_FOLDER,
+    )
     items = [
         _item(path)
-        for pattern in ("CodeSystem-*.json", "ValueSet-*.json")
-        for path in sorted(terminology.glob(pattern))
-    ]
-    items += [
-        _item(path) for path in sorted((repo_root / "profiles").glob("StructureDefinition-*.json"))
+        for folder in folders
+        for pattern in ("CodeSystem-*.json", "ValueSet-*.json", "StructureDefinition-*.json")
+        for path in sorted(folder.glob(pattern))
     ]
     if with_examples:
         for path in sorted((repo_root / "examples").rglob("*.bundle.json")):

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 __all__ = [
+    "NHS_ENGLAND_RA",
     "PROFILES",
     "REPO_ROOT",
     "TERMINOLOGY",
@@ -34,6 +35,8 @@ __all__ = [
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TERMINOLOGY = REPO_ROOT / "terminology"
 PROFILES = REPO_ROOT / "profiles"
+# NHS England's RA profiles and code systems, transcribed (profiles/nhs-england-ra/README.md).
+NHS_ENGLAND_RA = PROFILES / "nhs-england-ra"
 
 FHIR_JSON = "application/fhir+json"
 _ORDER = ("CodeSystem", "ValueSet", "StructureDefinition")
@@ -44,11 +47,17 @@ class ConformanceLoadError(RuntimeError):
 
 
 def conformance_files(terminology: Path = TERMINOLOGY, profiles: Path = PROFILES) -> list[Path]:
-    """CodeSystems, then ValueSets, then StructureDefinitions, each sorted by file name."""
+    """CodeSystems, then ValueSets, then StructureDefinitions, each sorted by file name.
+
+    All of them go up before the first $validate: HAPI caches code validation, so a ValueSet
+    loaded later would not be seen until the server restarts.
+    """
+    folders = (terminology, profiles / NHS_ENGLAND_RA.name)
     return [
-        *sorted(terminology.glob("CodeSystem-*.json")),
-        *sorted(terminology.glob("ValueSet-*.json")),
+        *(p for folder in folders for p in sorted(folder.glob("CodeSystem-*.json"))),
+        *(p for folder in folders for p in sorted(folder.glob("ValueSet-*.json"))),
         *sorted(profiles.glob("StructureDefinition-*.json")),
+        *sorted((profiles / NHS_ENGLAND_RA.name).glob("StructureDefinition-*.json")),
     ]
 
 

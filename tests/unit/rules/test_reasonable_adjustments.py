@@ -668,5 +668,75 @@ def test_reasonable_adjustments_suggested_resources_are_valid_r4b(
     for resource in (consent_res, flag, *conditions):
         [provenance] = resource["contained"]
         assert provenance["recorded"] == "2026-11-26T09:00:00+00:00"
-        assert provenance["agent"] == [{"who": {"reference": "Practitioner/u"}}]
+        assert provenance["agent"] == [
+            {"who": {"reference": "Practitioner/u", "type": "Practitioner"}}
+        ]
         assert provenance["target"] == [{"reference": "#"}]
+
+
+def test_provenance_of_a_practitioner_role_user_names_a_practitioner(
+    terminology: Terminology,
+) -> None:
+    # FlagProvenance.agent.who allows only Reference(Practitioner); the role is described.
+    finding = one(record([ld()], user="PractitionerRole/r-1"), terminology)
+    for resource in created(finding):
+        [provenance] = resource["contained"]
+        assert provenance["agent"] == [
+            {
+                "who": {
+                    "type": "Practitioner",
+                    "display": "The clinician acting in PractitionerRole/r-1",
+                }
+            }
+        ]
+
+
+# -- NHS England's Patient Flag IG (Beta) codes, as the Patient Flags Service writes them ----------
+
+NRAF_BETA = {
+    "system": f"{NHSE}/CodeSystem/England-FlagCategoryPatient",
+    "code": "national-reasonable-adjustment-flag",
+    "display": "National Reasonable Adjustment Flag",
+}
+
+
+def test_reasonable_adjustments_reads_patient_flag_beta_codes(terminology: Terminology) -> None:
+    beta_flag = {**patient_flag(), "code": {"coding": [NRAF_BETA]}}
+    adjustment: dict[str, Any] = {
+        "resourceType": "Flag",
+        "id": "f-beta",
+        "status": "active",
+        "category": [
+            {"coding": [NRAF_BETA]},
+            {
+                "coding": [
+                    {
+                        "system": f"{NHSE}/CodeSystem/England-FlagCategoryRA",
+                        "code": "communication-support",
+                        "display": "Communication support",
+                    }
+                ]
+            },
+        ],
+        "code": {"coding": [{"system": SCT, "code": CARER[0], "display": CARER[1]}]},
+        "subject": {"reference": f"Patient/{PID}"},
+        "extension": [
+            {
+                "url": f"{NHSE}/StructureDefinition/Extension-England-FlagNotes",
+                "valueAnnotation": {"text": "Sister stays overnight"},
+            }
+        ],
+    }
+    impairment = condition(
+        "learning",
+        cid="c-beta",
+        system=f"{NHSE}/CodeSystem/England-ConditionCodeRA",
+        category=[{"coding": [NRAF_BETA]}],
+    )
+    finding = one(record([beta_flag, adjustment, impairment, ld()]), terminology)
+    assert finding.rule_id == "reasonable-adjustments.flag"
+    assert "Requires carer to be present" in finding.summary
+    assert "(Communication support)" in finding.detail
+    assert "_Sister stays overnight_" in finding.detail
+    assert set(finding.evidence) >= {"Flag/f-nraf", "Flag/f-beta", "Condition/c-beta"}
+    assert finding.suggestions == ()  # a flag exists: nothing to record
