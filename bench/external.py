@@ -223,7 +223,6 @@ def _population_from_hapi(
     workdir: Path, hapi_url: str, patients: int, log: Callable[[str], None]
 ) -> dict[str, Any]:
     folder = workdir / "synth-hapi"
-    out = workdir / "registry-hapi"
     _, made = _cli(
         [
             "synth",
@@ -253,12 +252,33 @@ def _population_from_hapi(
                     "error": f"HAPI refused {path.name}: {response.text[:300]}",
                 }
     load_s = time.perf_counter() - started
+    rows = [
+        _registry_from_hapi(workdir, hapi_url, patients, method, load_s, log)
+        for method in ("search", "export")
+    ]
+    shutil.rmtree(folder, ignore_errors=True)
+    search, export = rows
+    return {**search, "export": export}
+
+
+def _registry_from_hapi(
+    workdir: Path,
+    hapi_url: str,
+    patients: int,
+    method: str,
+    load_s: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """One `fhir-safety registry valproate --method METHOD` run against the loaded HAPI."""
+    out = workdir / f"registry-hapi-{method}"
     seconds, ran = _cli(
         [
             "registry",
             "valproate",
             "--fhir-server",
             hapi_url,
+            "--method",
+            method,
             "--out",
             str(out),
             "--now",
@@ -268,7 +288,7 @@ def _population_from_hapi(
     )
     row: dict[str, Any] = {
         "patients": patients,
-        "source": "HAPI",
+        "source": "HAPI, paged search" if method == "search" else "HAPI, Bulk Data $export",
         "hapi_load_s": round(load_s, 1),
         "registry_s": round(seconds, 2),
         "us_per_patient": round(seconds / patients * 1e6, 1),
@@ -277,7 +297,6 @@ def _population_from_hapi(
     if ran.returncode != 0:
         row["error"] = f"registry failed: {ran.stderr[-500:]}"
     log(f"  {row}")
-    shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
     return row
 

@@ -473,20 +473,21 @@ def _render_population(results: dict[str, Any]) -> list[str]:
         for r in population.get("rows", [])
     ]
     hapi = population.get("hapi")
-    if hapi:
-        rows.append(
-            [
-                hapi["patients"],
-                "HAPI",
-                f"(loaded in {hapi.get('hapi_load_s')} s)",
-                hapi.get("on_valproate", ""),
-                hapi.get("cohort", ""),
-                hapi.get("registry_s", ""),
-                hapi.get("us_per_patient", ""),
-                "",
-                hapi.get("error", ""),
-            ]
-        )
+    for row in [hapi, (hapi or {}).get("export")]:
+        if row:
+            rows.append(
+                [
+                    row["patients"],
+                    row.get("source", "HAPI"),
+                    f"(loaded in {row.get('hapi_load_s')} s)",
+                    row.get("on_valproate", ""),
+                    row.get("cohort", ""),
+                    row.get("registry_s", ""),
+                    row.get("us_per_patient", ""),
+                    "",
+                    row.get("error", ""),
+                ]
+            )
     out += _table(
         [
             "patients",
@@ -504,10 +505,15 @@ def _render_population(results: dict[str, Any]) -> list[str]:
     if hapi:
         out += [
             "",
-            "From HAPI the registry searches active MedicationRequests (paged), then reads each "
-            "valproate patient's Patient, Flags, Conditions, Procedures and ARAF Observations "
-            "(8 at a time). The HAPI server also holds the example data and the benchmark patient.",
+            "From HAPI by paged search the registry searches active MedicationRequests, then reads "
+            "each valproate patient's Patient, Flags, Conditions, Procedures and ARAF Observations "
+            "(8 at a time). By Bulk Data `$export` it asks HAPI for one system-level export of the "
+            "same resource types (ARAF Observations only, by `_typeFilter`), polls until it is "
+            "ready, downloads the NDJSON and reads it as `--ndjson` does (`--method export`). The "
+            "HAPI server also holds the example data and the benchmark patient.",
         ]
+        if hapi.get("remeasured"):
+            out += ["", str(hapi["remeasured"])]
     out.append("")
     return out
 
