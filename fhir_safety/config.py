@@ -314,8 +314,10 @@ class BulkExportSettings(BaseModel):
     max_wait_seconds: float = Field(default=3600.0, gt=0)
     # Polling starts at first_poll_seconds and doubles up to max_poll_seconds. A 429's
     # Retry-After is obeyed up to that cap; a 202's is a hint only (HAPI says 120 s for any job).
+    # A cap of 10 s keeps the wait after the job ends short: at 30 s a 10k-patient export on
+    # HAPI took 64 s of which up to 30 were waiting (docs/benchmarks.md); a status GET is cheap.
     first_poll_seconds: float = Field(default=0.5, gt=0)
-    max_poll_seconds: float = Field(default=30.0, gt=0)
+    max_poll_seconds: float = Field(default=10.0, gt=0)
     # Stop downloading once the export's files add up to this many bytes.
     max_bytes: int = Field(default=10_000_000_000, gt=0)
 

@@ -57,7 +57,7 @@ class ExportPolicy:
 
     max_wait_seconds: float = 3600.0
     first_poll_seconds: float = 0.5  # then doubling, capped by max_poll_seconds
-    max_poll_seconds: float = 30.0
+    max_poll_seconds: float = 10.0
     max_bytes: int = 10_000_000_000
 
 
