@@ -511,6 +511,16 @@ def _render_population(results: dict[str, Any]) -> list[str]:
             "same resource types (ARAF Observations only, by `_typeFilter`), polls until it is "
             "ready, downloads the NDJSON and reads it as `--ndjson` does (`--method export`). The "
             "HAPI server also holds the example data and the benchmark patient.",
+            "",
+            "On this HAPI server (H2, one JVM) the export is the slower way: HAPI runs it as a "
+            "batch job (our build advances jobs on a 5 s maintenance pass) that writes every Patient, "
+            "Condition, Procedure, Flag and MedicationRequest on the server to Binary files, "
+            "while the paged search reads only the valproate patients' records. The export makes "
+            "about twenty HTTP requests (kick-off, status polls, one download per file, DELETE) "
+            "where the search makes one per page, a Patient read per valproate patient and four "
+            "searches per patient in the cohort: that is what counts on an EHR's rate-limited FHIR "
+            "server. Where "
+            'the search is faster, set `bulk_export.registry_method = "search"`.',
         ]
         if hapi.get("remeasured"):
             out += ["", str(hapi["remeasured"])]
