@@ -146,6 +146,11 @@ class Terminology:
         self._groups: dict[str, tuple[_NameRule, ...]] = {}
         for rule in rules:
             self._groups[rule.group] = (*self._groups.get(rule.group, ()), rule)
+        # Every code of every set of a group: such a code places a concept in the group.
+        self._group_codes = {
+            group: frozenset().union(*(self._members[r.value_set] for r in group_rules))
+            for group, group_rules in self._groups.items()
+        }
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -181,8 +186,9 @@ class Terminology:
         if not members:
             raise TerminologyError(f"no ValueSet files in {directory}")
         names_file = directory / MEDICINE_NAMES_FILE
-        rules = _load_name_rules(names_file, frozenset(members))
-        held = _load_held_in_full(names_file, {rule.group for rule in rules})
+        names = _read_medicine_names(names_file)
+        rules = _name_rules(names_file, names, frozenset(members))
+        held = _held_in_full(names_file, names, {rule.group for rule in rules})
         return cls(members, expansions, displays, rules, held)
 
     # -- questions ---------------------------------------------------------------------------
@@ -226,12 +232,14 @@ class Terminology:
 
     def _code_decides(self, group: str, concept: CodeableConcept) -> bool:
         held = self._held_in_full.get(group, frozenset())
-        siblings = [self._members[rule.value_set] for rule in self._groups[group]]
+        codes = self._group_codes[group]
         for coding in concept.coding:
             system = canonical_system(coding.system)
-            if not coding.code or system is None:
-                continue
-            if system in held or any((system, coding.code) in m for m in siblings):
+            if (
+                coding.code
+                and system is not None
+                and (system in held or (system, coding.code) in codes)
+            ):
                 return True
         return False
 
@@ -339,15 +347,20 @@ def _expansion_rows(path: Path, resource: dict[str, Any]) -> tuple[tuple[str, st
     return tuple(rows)
 
 
-def _load_name_rules(path: Path, value_sets: frozenset[str]) -> list[_NameRule]:
+def _read_medicine_names(path: Path) -> dict[str, Any]:
+    """medicine-names.json, parsed once (empty when the folder has none)."""
     if not path.exists():
-        return []
+        return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TerminologyError(f"{path.name}: cannot read JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise TerminologyError(f"{path.name}: not a JSON object")
+    return data
+
+
+def _name_rules(path: Path, data: Mapping[str, Any], value_sets: frozenset[str]) -> list[_NameRule]:
     rules = [
         _name_rule(path, vs_id, entry, value_sets)
         for vs_id, entry in data.items()
@@ -361,11 +374,10 @@ def _load_name_rules(path: Path, value_sets: frozenset[str]) -> list[_NameRule]:
     return rules
 
 
-def _load_held_in_full(path: Path, groups: set[str]) -> dict[str, frozenset[str]]:
+def _held_in_full(
+    path: Path, data: Mapping[str, Any], groups: set[str]
+) -> dict[str, frozenset[str]]:
     """``_groups``: every name group must say which systems it holds in full (maybe none)."""
-    if not path.exists():
-        return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
     declared = data.get(GROUPS_KEY, {})
     if not isinstance(declared, dict):
         raise TerminologyError(f"{path.name}: {GROUPS_KEY} must be an object")

@@ -29,14 +29,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+from fhir_safety.config import BulkExportSettings
 from fhir_safety.errors import FhirError, FhirResponseError, FhirUnavailableError
-from fhir_safety.fhir.client import FhirClient
+from fhir_safety.fhir.client import FhirClient, raise_for_status
 
 __all__ = [
     "BULK_DATA_CAPABILITY",
     "ExportLevel",
     "ExportManifest",
-    "ExportPolicy",
     "export_level",
     "run_export",
 ]
@@ -49,16 +49,6 @@ _NDJSON = "application/fhir+ndjson"
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
 Status = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ExportPolicy:
-    """How long to wait and how much to download (settings.bulk_export)."""
-
-    max_wait_seconds: float = 3600.0
-    first_poll_seconds: float = 0.5  # then doubling, capped by max_poll_seconds
-    max_poll_seconds: float = 10.0
-    max_bytes: int = 10_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +95,7 @@ async def run_export(
     level: ExportLevel,
     types: Sequence[str],
     type_filters: Sequence[str] = (),
-    policy: ExportPolicy = ExportPolicy(),
+    policy: BulkExportSettings | None = None,
     sleep: Sleep = asyncio.sleep,
     clock: Clock = time.monotonic,
     on_status: Status | None = None,
@@ -116,6 +106,7 @@ async def run_export(
     with ``handling=lenient``: a server that cannot apply them may export more, never less,
     so the caller still filters what it reads.
     """
+    policy = policy or BulkExportSettings()
     status_url = await _kick_off(client, level, types, type_filters)
     try:
         manifest = await _wait_for_manifest(client, status_url, policy, sleep, clock, on_status)
@@ -139,7 +130,7 @@ async def _kick_off(
         {"Accept": "application/fhir+json", "Prefer": "respond-async, handling=lenient"},
     )
     if status != 202:
-        _raise_for_export_status(status, f"$export kick-off ({url})", body)
+        raise_for_status(status, f"$export kick-off ({url})", _outcome_text(body))
         raise FhirResponseError(f"$export kick-off answered {status}, not 202 Accepted")
     location = headers.get("content-location")
     if not location:
@@ -150,7 +141,7 @@ async def _kick_off(
 async def _wait_for_manifest(
     client: FhirClient,
     status_url: str,
-    policy: ExportPolicy,
+    policy: BulkExportSettings,
     sleep: Sleep,
     clock: Clock,
     on_status: Status | None,
@@ -164,7 +155,7 @@ async def _wait_for_manifest(
         if status == 200:
             return _manifest(body)
         if status not in (202, 429):
-            _raise_for_export_status(status, "$export", body)
+            raise_for_status(status, "$export", _outcome_text(body))
             raise FhirResponseError(f"$export status answered {status}")
         if on_status is not None:
             on_status(headers.get("x-progress") or "export in progress")
@@ -217,35 +208,41 @@ async def _fail_on_errors(client: FhirClient, manifest: Mapping[str, Any]) -> No
         except FhirError as exc:
             messages.append(exc.message)
             continue
-        messages.append(_outcome_text(body) if status == 200 else f"{url}: {status}")
+        found = _outcome_text(body) or "no OperationOutcome diagnostics"
+        messages.append(found if status == 200 else f"{url}: {status}")
     raise FhirResponseError(
         f"$export reported {len(errors)} error file(s): " + "; ".join(messages)[:2000]
     )
 
 
 def _outcome_text(body: bytes) -> str:
-    """The diagnostics of the OperationOutcome(s) in ``body``: one JSON resource or NDJSON."""
+    """The diagnostics of the OperationOutcome(s) in ``body`` (one JSON resource or NDJSON)."""
     text = body.decode("utf-8", "replace")
-    texts = []
-    for chunk in [text, *text.splitlines()]:
-        try:
-            outcome = json.loads(chunk)
-        except json.JSONDecodeError:
-            continue
-        issues = outcome.get("issue") if isinstance(outcome, dict) else None
-        for issue in issues if isinstance(issues, list) else []:
-            if isinstance(issue, dict):
-                texts.append(str(issue.get("diagnostics") or issue.get("code")))
-        if chunk is text and texts:
-            break  # the whole body was one resource
-    return "; ".join(texts) or "no OperationOutcome diagnostics"
+    try:
+        outcomes = [json.loads(text)]
+    except json.JSONDecodeError:
+        outcomes = [_json_or_none(line) for line in text.splitlines()]
+    return "; ".join(
+        str(issue.get("diagnostics") or issue.get("code"))
+        for outcome in outcomes
+        if isinstance(outcome, dict) and isinstance(outcome.get("issue"), list)
+        for issue in outcome["issue"]
+        if isinstance(issue, dict)
+    )
+
+
+def _json_or_none(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        return None
 
 
 async def _download_outputs(
     client: FhirClient,
     manifest: Mapping[str, Any],
     directory: Path,
-    policy: ExportPolicy,
+    policy: BulkExportSettings,
     on_status: Status | None,
 ) -> ExportManifest:
     outputs = _entries(manifest, "output")
@@ -276,12 +273,3 @@ async def _delete_quietly(client: FhirClient, status_url: str) -> None:
     """Tell the server it may delete the job's files; a refusal changes nothing for us."""
     with contextlib.suppress(FhirError):
         await client.exchange("DELETE", status_url)
-
-
-def _raise_for_export_status(status: int, what: str, body: bytes) -> None:
-    detail = _outcome_text(body) if body.strip() else ""
-    message = f"{what} answered {status}" + (f": {detail}" if detail else "")
-    if status >= 500 or status == 429:
-        raise FhirUnavailableError(message)
-    if status >= 400:
-        raise FhirError(message)

@@ -9,7 +9,8 @@ callers never see a raw transport exception.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from fhir_safety.errors import (
     FhirUnavailableError,
 )
 
-__all__ = ["FhirClient"]
+__all__ = ["FhirClient", "raise_for_status"]
 
 _ACCEPT = "application/fhir+json, application/json;q=0.9"
 
@@ -95,16 +96,12 @@ class FhirClient:
         For protocols that speak in status codes and headers (Bulk Data kick-off and polling).
         """
         url = self.within_base(url)
-        try:
+        with _transport_errors(method, url):
             async with self._http.stream(
                 method, url, headers={**self._headers, **(headers or {})}
             ) as response:
                 body = await self._read_capped(response, url)
                 return response.status_code, response.headers, body
-        except httpx.TimeoutException as exc:
-            raise FhirUnavailableError(f"{method} {url}: timed out") from exc
-        except httpx.HTTPError as exc:
-            raise FhirUnavailableError(f"{method} {url}: {type(exc).__name__}") from exc
 
     async def download(
         self,
@@ -125,19 +122,15 @@ class FhirClient:
         else:
             headers = {"Accept": accept}
         written = 0
-        try:
+        with _transport_errors("GET", url):
             async with self._http.stream("GET", url, headers=headers) as response:
-                _raise_for_status(response.status_code, url)
+                raise_for_status(response.status_code, url)
                 async with await anyio.open_file(destination, "wb") as out:
                     async for chunk in response.aiter_bytes():
                         written += len(chunk)
                         if written > max_bytes:
                             raise FhirResponseError(f"GET {url}: download over {max_bytes} bytes")
                         await out.write(chunk)
-        except httpx.TimeoutException as exc:
-            raise FhirUnavailableError(f"GET {url}: timed out") from exc
-        except httpx.HTTPError as exc:
-            raise FhirUnavailableError(f"GET {url}: {type(exc).__name__}") from exc
         return written
 
     async def post(self, path: str, resource: dict[str, Any]) -> dict[str, Any]:
@@ -151,13 +144,9 @@ class FhirClient:
 
     async def _send(self, method: str, url: str, resource: dict[str, Any]) -> dict[str, Any]:
         headers = {**self._headers, "Content-Type": "application/fhir+json"}
-        try:
+        with _transport_errors(method, url):
             response = await self._http.request(method, url, json=resource, headers=headers)
-        except httpx.TimeoutException as exc:
-            raise FhirUnavailableError(f"{method} {url}: timed out") from exc
-        except httpx.HTTPError as exc:
-            raise FhirUnavailableError(f"{method} {url}: {type(exc).__name__}") from exc
-        _raise_for_status(response.status_code, url, _diagnostics(response.content))
+        raise_for_status(response.status_code, url, _diagnostics(response.content))
         return _decode(response.content, url)
 
     def within_base(self, url: str) -> str:
@@ -170,14 +159,10 @@ class FhirClient:
         return url
 
     async def _fetch(self, url: str) -> bytes:
-        try:
+        with _transport_errors("GET", url):
             async with self._http.stream("GET", url, headers=self._headers) as response:
-                _raise_for_status(response.status_code, url)
+                raise_for_status(response.status_code, url)
                 return await self._read_capped(response, url)
-        except httpx.TimeoutException as exc:
-            raise FhirUnavailableError(f"GET {url}: timed out") from exc
-        except httpx.HTTPError as exc:
-            raise FhirUnavailableError(f"GET {url}: {type(exc).__name__}") from exc
 
     async def _read_capped(self, response: httpx.Response, url: str) -> bytes:
         declared = response.headers.get("content-length")
@@ -193,7 +178,19 @@ class FhirClient:
         return b"".join(chunks)
 
 
-def _raise_for_status(status: int, url: str, diagnostics: str = "") -> None:
+@contextmanager
+def _transport_errors(method: str, url: str) -> Iterator[None]:
+    """A transport failure (refused, reset, timed out) as FhirUnavailableError."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise FhirUnavailableError(f"{method} {url}: timed out") from exc
+    except httpx.HTTPError as exc:
+        raise FhirUnavailableError(f"{method} {url}: {type(exc).__name__}") from exc
+
+
+def raise_for_status(status: int, url: str, diagnostics: str = "") -> None:
+    """An error status as the FhirError subclass that says what callers can do about it."""
     detail = f": {diagnostics}" if diagnostics else ""
     if status == 404:
         raise FhirNotFoundError(f"{url}: 404 not found{detail}")

@@ -36,7 +36,7 @@ from fhir_safety.config import Settings
 from fhir_safety.domain import PROJECT_CANONICAL
 from fhir_safety.errors import DataUnavailableError, FhirError, InvalidResourceError, RequestError
 from fhir_safety.fhir import resources as fhir
-from fhir_safety.fhir.bulk import ExportPolicy, export_level, run_export
+from fhir_safety.fhir.bulk import export_level, run_export
 from fhir_safety.fhir.client import FhirClient
 from fhir_safety.record import PatientRecord
 from fhir_safety.rules import valproate
@@ -207,7 +207,7 @@ async def gather(
             level=level,
             types=READ_TYPES,
             type_filters=[_araf_filter(terminology)],
-            policy=_export_policy(settings),
+            policy=settings.bulk_export,
             on_status=on_status,
         )
         patients = (
@@ -233,16 +233,6 @@ def _araf_filter(terminology: Terminology) -> str:
         f"{system}|{code}" for system, code, _ in terminology.expansion(valproate.ARAF)
     )
     return f"Observation?code={codes}"
-
-
-def _export_policy(settings: Settings) -> ExportPolicy:
-    bulk = settings.bulk_export
-    return ExportPolicy(
-        max_wait_seconds=bulk.max_wait_seconds,
-        first_poll_seconds=bulk.first_poll_seconds,
-        max_poll_seconds=bulk.max_poll_seconds,
-        max_bytes=bulk.max_bytes,
-    )
 
 
 async def gather_from_server(

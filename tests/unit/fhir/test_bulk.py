@@ -12,8 +12,9 @@ import httpx
 import pytest
 from pytest_httpx import HTTPXMock
 
+from fhir_safety.config import BulkExportSettings
 from fhir_safety.errors import FhirError, FhirResponseError, FhirUnavailableError
-from fhir_safety.fhir.bulk import ExportPolicy, export_level, run_export
+from fhir_safety.fhir.bulk import export_level, run_export
 from fhir_safety.fhir.client import FhirClient
 
 BASE = "http://fhir.test/fhir"
@@ -77,7 +78,7 @@ def _allow_delete(httpx_mock: HTTPXMock, status: int = 202) -> None:
 
 
 async def _export(
-    tmp_path: Path, clock: FakeClock | None = None, policy: ExportPolicy | None = None
+    tmp_path: Path, clock: FakeClock | None = None, policy: BulkExportSettings | None = None
 ) -> Any:
     clock = clock or FakeClock()
     async with httpx.AsyncClient() as http:
@@ -87,7 +88,7 @@ async def _export(
             tmp_path / "out",
             level="system",
             types=["Patient", "MedicationRequest"],
-            policy=policy or ExportPolicy(),
+            policy=policy or BulkExportSettings(),
             sleep=clock.sleep,
             clock=clock,
         )
@@ -198,7 +199,7 @@ async def test_a_429_is_obeyed_up_to_the_cap_and_a_202_retry_after_is_a_hint(
     _complete(httpx_mock, _manifest([]))
     _allow_delete(httpx_mock)
     clock = FakeClock()
-    await _export(tmp_path, clock, ExportPolicy(max_poll_seconds=30))
+    await _export(tmp_path, clock, BulkExportSettings(max_poll_seconds=30))
     assert clock.sleeps == [0.5, 7.0, 30.0]
 
 
@@ -272,7 +273,7 @@ async def test_an_export_that_never_finishes_is_cancelled_at_the_deadline(
     _allow_delete(httpx_mock)
     clock = FakeClock()
     with pytest.raises(FhirUnavailableError, match="did not finish within 60 s"):
-        await _export(tmp_path, clock, ExportPolicy(max_wait_seconds=60, max_poll_seconds=10))
+        await _export(tmp_path, clock, BulkExportSettings(max_wait_seconds=60, max_poll_seconds=10))
     assert clock.now <= 60
     assert httpx_mock.get_requests()[-1].method == "DELETE"
 
@@ -342,7 +343,7 @@ async def test_downloads_stop_at_the_byte_cap(httpx_mock: HTTPXMock, tmp_path: P
     httpx_mock.add_response(url=f"{BASE}/Binary/b", content=b"y" * 60)
     _allow_delete(httpx_mock)
     with pytest.raises(FhirResponseError, match="download over 40 bytes"):
-        await _export(tmp_path, policy=ExportPolicy(max_bytes=100))
+        await _export(tmp_path, policy=BulkExportSettings(max_bytes=100))
 
 
 @pytest.mark.parametrize(
